@@ -1,0 +1,197 @@
+//! Wiring: open the data directory, key and store; run the daemon's tasks under one shutdown token.
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::{Notify, RwLock};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{Config, KeySource};
+use crate::crypto::{self, MasterKey};
+use crate::ingest::commit::{Ingestor, sweep_orphans};
+use crate::ingest::supervisor::{MailboxSet, Supervisor};
+use crate::lock::DataDirLock;
+use crate::store::settings::{self, KeyCheck};
+use crate::store::{Store, redact_url};
+
+/// How long shutdown may take before the remaining tasks are abandoned (their transactions roll back).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Everything a command needs once the data directory is open.
+pub struct Opened {
+    pub store: Store,
+    pub master: Arc<MasterKey>,
+    /// Held until the process ends.
+    pub lock: DataDirLock,
+}
+
+/// Makes sure the data directory exists and is writable, naming the key to fix if not.
+pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir).with_context(|| {
+        format!(
+            "config key `data_dir`: cannot create {}; choose a writable directory",
+            data_dir.display()
+        )
+    })?;
+    let probe = data_dir.join(".write-test");
+    std::fs::write(&probe, b"ok").with_context(|| {
+        format!(
+            "config key `data_dir`: {} is not writable by this user; fix its permissions or choose another directory",
+            data_dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Loads the master key from its file or systemd credential, creating it on the embedded default.
+pub fn load_master_key(source: &KeySource) -> anyhow::Result<MasterKey> {
+    match source {
+        KeySource::File {
+            path,
+            create_if_missing,
+        } => {
+            if *create_if_missing && !path.exists() {
+                crypto::create_key_file(path)?;
+                info!(path = %path.display(), "created a new master key; back it up: without it nothing stored can be read");
+            }
+            let loaded = crypto::load_key_file(path)?;
+            for warning in &loaded.warnings {
+                warn!(path = %path.display(), "{warning}");
+            }
+            Ok(loaded.key)
+        }
+        KeySource::Credential { name } => {
+            let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+                bail!(
+                    "config key `key_credential`: $CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential={name}:/path/to/key, or use key_file"
+                );
+            };
+            Ok(crypto::load_from_credentials(Path::new(&dir), name)?.key)
+        }
+    }
+}
+
+/// Opens the data directory (locked), the master key and the migrated store, and checks that the key is
+/// the one this database was written with.
+pub async fn open(config: &Config) -> anyhow::Result<Opened> {
+    prepare_data_dir(&config.data_dir)?;
+    let lock = DataDirLock::acquire(&config.data_dir)?;
+    let master = load_master_key(&config.key)?;
+    std::fs::create_dir_all(config.blob_dir())
+        .with_context(|| format!("cannot create {}", config.blob_dir().display()))?;
+    let store = Store::connect(&config.database_url, &config.blob_dir())
+        .await
+        .with_context(|| {
+            format!(
+                "config key `database`: cannot reach {}; check the URL and that the server is running",
+                redact_url(&config.database_url)
+            )
+        })?;
+    let applied = store.migrate().await?;
+    if applied > 0 {
+        info!(applied, "database migrations applied");
+    }
+    match settings::check_master_key(&store.db, &master).await {
+        Ok(KeyCheck::Recorded) => {
+            info!(key_id = %master.key_id(), "master key registered with this database")
+        }
+        Ok(KeyCheck::Matches) => {}
+        Err(err) => bail!(
+            "the master key does not match this database ({err}); start with the key this data was written with"
+        ),
+    }
+    Ok(Opened {
+        store,
+        master: Arc::new(master),
+        lock,
+    })
+}
+
+/// The daemon: ingest supervisor (and, as they land, index, outbox, retention and API tasks) until
+/// `shutdown` is cancelled; then stop in dependency order within [`SHUTDOWN_DEADLINE`].
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    reload: Option<Arc<Notify>>,
+) -> anyhow::Result<()> {
+    let opened = open(&config).await?;
+    let swept = sweep_orphans(&opened.store).await?;
+    if swept > 0 {
+        info!(files = swept, "removed blob files of interrupted batches");
+    }
+    let tracker = TaskTracker::new();
+    let mailboxes = MailboxSet {
+        from_config: Arc::new(RwLock::new(config.mailboxes.clone())),
+        ingest: Arc::new(RwLock::new(config.ingest.clone())),
+        changed: Arc::new(Notify::new()),
+    };
+    let ingestor = Ingestor::new(opened.store.clone(), Arc::clone(&opened.master));
+    let ingest_cancel = shutdown.child_token();
+    let supervisor = Supervisor {
+        ingestor,
+        mailboxes: mailboxes.clone(),
+        tracker: tracker.clone(),
+    };
+    tracker.spawn(supervisor.run(ingest_cancel.clone()));
+    if let Some(reload) = reload {
+        tracker.spawn(reload_on_signal(
+            config.clone(),
+            mailboxes,
+            reload,
+            shutdown.clone(),
+        ));
+    }
+    info!(
+        data_dir = %config.data_dir.display(),
+        mailboxes = config.mailboxes.len(),
+        "inboxd running"
+    );
+    shutdown.cancelled().await;
+    info!("shutting down: stopping mailbox tasks");
+    ingest_cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("tasks did not stop in time; their uncommitted batches roll back");
+    }
+    info!("closing the store");
+    opened.store.close().await?;
+    drop(opened.lock);
+    info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the config file when notified (SIGHUP): mailboxes and ingest settings change in place; the
+/// supervisor restarts only the mailboxes whose settings changed.
+async fn reload_on_signal(
+    config: Config,
+    mailboxes: MailboxSet,
+    reload: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = reload.notified() => {}
+        }
+        let Some(path) = &config.path else {
+            warn!("reload requested but the daemon runs without a config file");
+            continue;
+        };
+        match Config::load(path) {
+            Ok(fresh) => {
+                *mailboxes.from_config.write().await = fresh.mailboxes.clone();
+                *mailboxes.ingest.write().await = fresh.ingest.clone();
+                mailboxes.changed.notify_one();
+                info!(path = %path.display(), mailboxes = fresh.mailboxes.len(), "configuration reloaded");
+            }
+            Err(err) => warn!(error = %err, "configuration not reloaded; keeping the running one"),
+        }
+    }
+}

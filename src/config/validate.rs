@@ -1,0 +1,392 @@
+//! Turns a [`ConfigFile`] into a [`Config`], collecting every problem with its key name.
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::file::{ConfigFile, MailboxFile};
+use super::secrets::read_secret_env;
+use super::{
+    AfterFetch, Config, ConfigError, ImapMailbox, IngestConfig, KeySource, LogFormat,
+    MailboxConfig, MailboxSource, PasswordSource, TlsSetting,
+};
+
+/// Default API address: loopback only.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8025";
+
+pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let data_dir = file.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+    let database_url = match file.database {
+        Some(url) => {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                problems.push(format!(
+                    "key `database`: expected a `sqlite://PATH` or `postgres://...` URL, got `{}`",
+                    url.split("://").next().unwrap_or_default()
+                ));
+            }
+            url
+        }
+        None => format!("sqlite://{}", data_dir.join("inboxd.db").display()),
+    };
+    let key = match (file.key_file, file.key_credential) {
+        (Some(_), Some(_)) => {
+            problems.push("keys `key_file` and `key_credential`: set only one of them".to_string());
+            KeySource::Credential {
+                name: String::new(),
+            }
+        }
+        (Some(path), None) => KeySource::File {
+            path,
+            create_if_missing: false,
+        },
+        (None, Some(name)) => KeySource::Credential { name },
+        (None, None) => KeySource::File {
+            path: data_dir.join("master.key"),
+            create_if_missing: true,
+        },
+    };
+    let log_format = match file.log.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.push(format!(
+                "key `log.format`: expected `text` or `json`, got `{other}`"
+            ));
+            LogFormat::Text
+        }
+    };
+    let log_level = file.log.level.unwrap_or_else(|| "info".to_string());
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+        problems.push(format!(
+            "key `log.level`: invalid filter `{log_level}`: {err}"
+        ));
+    }
+    let listen_text = file
+        .api
+        .listen
+        .unwrap_or_else(|| DEFAULT_API_LISTEN.to_string());
+    let api_listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problems.push(format!(
+            "key `api.listen`: expected an address like `127.0.0.1:8025`, got `{listen_text}`"
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8025))
+    });
+    let ingest = validate_ingest(&file.ingest, &mut problems);
+
+    let mut names = HashSet::new();
+    let mut mailboxes = Vec::new();
+    for (position, mailbox) in file.mailboxes.into_iter().enumerate() {
+        if let Some(config) = validate_mailbox(mailbox, position, &mut problems) {
+            if !names.insert(config.name.clone()) {
+                problems.push(format!(
+                    "key `mailbox[{position}].name`: `{}` is used twice; names must be unique",
+                    config.name
+                ));
+            }
+            mailboxes.push(config);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.map_or_else(|| PathBuf::from("<inline>"), Path::to_path_buf),
+            problems,
+        });
+    }
+    Ok(Config {
+        path: path.map(Path::to_path_buf),
+        data_dir,
+        database_url,
+        key,
+        log_format,
+        log_level,
+        api_listen,
+        ingest,
+        mailboxes,
+    })
+}
+
+fn validate_ingest(file: &super::file::IngestFile, problems: &mut Vec<String>) -> IngestConfig {
+    let defaults = IngestConfig::default();
+    let mut positive = |key: &str, value: Option<u64>, default: u64| match value {
+        Some(0) => {
+            problems.push(format!("key `ingest.{key}`: must be greater than 0"));
+            default
+        }
+        Some(value) => value,
+        None => default,
+    };
+    let batch_size = positive(
+        "batch_size",
+        file.batch_size.map(u64::from),
+        u64::from(defaults.batch_size),
+    );
+    IngestConfig {
+        batch_size: u32::try_from(batch_size).unwrap_or(defaults.batch_size),
+        poll_interval: Duration::from_secs(positive(
+            "poll_interval_secs",
+            file.poll_interval_secs,
+            defaults.poll_interval.as_secs(),
+        )),
+        max_message_bytes: positive(
+            "max_message_bytes",
+            file.max_message_bytes,
+            defaults.max_message_bytes,
+        ),
+        network_timeout: Duration::from_secs(positive(
+            "network_timeout_secs",
+            file.network_timeout_secs,
+            defaults.network_timeout.as_secs(),
+        )),
+        max_backoff: Duration::from_secs(positive(
+            "max_backoff_secs",
+            file.max_backoff_secs,
+            defaults.max_backoff.as_secs(),
+        )),
+        idle: file.idle.unwrap_or(defaults.idle),
+    }
+}
+
+fn validate_mailbox(
+    file: MailboxFile,
+    position: usize,
+    problems: &mut Vec<String>,
+) -> Option<MailboxConfig> {
+    let Some(name) = file.name.clone().filter(|name| is_valid_name(name)) else {
+        problems.push(format!(
+            "key `mailbox[{position}].name`: expected a name of letters, digits, `-`, `_` or `.`"
+        ));
+        return None;
+    };
+    let key = |field: &str| format!("mailbox `{name}` key `{field}`");
+    let source = match file.kind.as_deref() {
+        Some("maildir") => match file.path.clone() {
+            Some(path) => MailboxSource::Maildir { path },
+            None => {
+                problems.push(format!("{}: a maildir mailbox needs a path", key("path")));
+                return None;
+            }
+        },
+        Some("imap") => MailboxSource::Imap(validate_imap(&file, &name, problems)?),
+        other => {
+            problems.push(format!(
+                "{}: expected `imap` or `maildir`, got `{}`",
+                key("kind"),
+                other.unwrap_or("nothing")
+            ));
+            return None;
+        }
+    };
+    Some(MailboxConfig {
+        name,
+        source,
+        retention_days: file.retention_days,
+        enabled: file.enabled.unwrap_or(true),
+    })
+}
+
+fn validate_imap(
+    file: &MailboxFile,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Option<ImapMailbox> {
+    let key = |field: &str| format!("mailbox `{name}` key `{field}`");
+    let before = problems.len();
+    let host = file.host.clone().unwrap_or_else(|| {
+        problems.push(format!("{}: an imap mailbox needs a host", key("host")));
+        String::new()
+    });
+    let username = file.username.clone().unwrap_or_else(|| {
+        problems.push(format!(
+            "{}: an imap mailbox needs a username",
+            key("username")
+        ));
+        String::new()
+    });
+    let tls = match file.tls.as_deref() {
+        None | Some("implicit") => TlsSetting::Implicit,
+        Some("starttls") => TlsSetting::StartTls,
+        Some(other) => {
+            problems.push(format!(
+                "{}: expected `implicit` or `starttls`, got `{other}`",
+                key("tls")
+            ));
+            TlsSetting::Implicit
+        }
+    };
+    let insecure = file.insecure.unwrap_or(false);
+    let port = file.port.unwrap_or(match (tls, insecure) {
+        (TlsSetting::Implicit, false) => 993,
+        _ => 143,
+    });
+    if file.password.is_some() {
+        problems.push(format!(
+            "{}: inline passwords are not accepted; use `password_file` (mode 0600) or `password_env`",
+            key("password")
+        ));
+    }
+    let password = match (&file.password_file, &file.password_env) {
+        (Some(path), None) => PasswordSource::File(path.clone()),
+        (None, Some(variable)) => {
+            if let Err(err) = read_secret_env(&key("password_env"), variable) {
+                problems.push(err.to_string());
+            }
+            PasswordSource::Env(variable.clone())
+        }
+        _ => {
+            problems.push(format!(
+                "{}: set exactly one of `password_file` or `password_env`",
+                key("password_file")
+            ));
+            PasswordSource::Env(String::new())
+        }
+    };
+    let folders = file
+        .folders
+        .clone()
+        .unwrap_or_else(|| vec!["INBOX".to_string()]);
+    if folders.is_empty() || folders.iter().any(|folder| folder.trim().is_empty()) {
+        problems.push(format!(
+            "{}: expected a list of folder names",
+            key("folders")
+        ));
+    }
+    let after_fetch = match (file.after_fetch.as_deref(), &file.move_to) {
+        (None | Some("leave"), None) => AfterFetch::Leave,
+        (Some("mark_seen"), None) => AfterFetch::MarkSeen,
+        (Some("move"), Some(folder)) => AfterFetch::MoveTo(folder.clone()),
+        (Some("move"), None) => {
+            problems.push(format!(
+                "{}: `after_fetch = \"move\"` needs `move_to`",
+                key("move_to")
+            ));
+            AfterFetch::Leave
+        }
+        (_, Some(_)) => {
+            problems.push(format!(
+                "{}: only used with `after_fetch = \"move\"`",
+                key("move_to")
+            ));
+            AfterFetch::Leave
+        }
+        (Some(other), None) => {
+            problems.push(format!(
+                "{}: expected `leave`, `mark_seen` or `move`, got `{other}`",
+                key("after_fetch")
+            ));
+            AfterFetch::Leave
+        }
+    };
+    if problems.len() != before {
+        return None;
+    }
+    Some(ImapMailbox {
+        host,
+        port,
+        tls,
+        username,
+        password,
+        ca_file: file.ca_file.clone(),
+        insecure,
+        folders,
+        after_fetch,
+    })
+}
+
+/// Mailbox names appear in logs, metrics and CLI arguments: keep them simple.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn invalid(text: &str) -> String {
+        match Config::from_toml(text, None) {
+            Ok(_) => panic!("expected an error for {text}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_embedded_sqlite_on_loopback() {
+        let config = Config::from_toml("", None).expect("empty config is valid");
+        assert_eq!(config.database_url, "sqlite://./data/inboxd.db");
+        assert!(config.api_listen.ip().is_loopback());
+        assert!(config.is_sqlite());
+        assert!(matches!(
+            config.key,
+            super::KeySource::File {
+                create_if_missing: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let message = invalid("data_dri = \"/x\"\n");
+        assert!(message.contains("data_dri"), "{message}");
+        assert!(message.contains("<inline>"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let message = invalid("[ingest]\nbatch_size = \"many\"\n");
+        assert!(message.contains("batch_size"), "{message}");
+    }
+
+    #[test]
+    fn inline_password_is_refused() {
+        let message = invalid(
+            "[[mailbox]]\nname = \"a\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\n",
+        );
+        assert!(
+            message.contains("inline passwords are not accepted"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let message = invalid(
+            "database = \"mysql://x\"\n[log]\nformat = \"xml\"\n[[mailbox]]\nname = \"a\"\nkind = \"pop3\"\n",
+        );
+        assert!(message.contains("`database`"), "{message}");
+        assert!(message.contains("`log.format`"), "{message}");
+        assert!(message.contains("`kind`"), "{message}");
+    }
+
+    #[test]
+    fn imap_mailbox_defaults() {
+        let config = Config::from_toml(
+            "[[mailbox]]\nname = \"support\"\nkind = \"imap\"\nhost = \"imap.example.com\"\nusername = \"u\"\npassword_file = \"/run/pw\"\n",
+            None,
+        )
+        .expect("valid");
+        let super::MailboxSource::Imap(imap) = &config.mailboxes[0].source else {
+            panic!("expected imap");
+        };
+        assert_eq!(imap.port, 993);
+        assert_eq!(imap.tls, super::TlsSetting::Implicit);
+        assert_eq!(imap.folders, vec!["INBOX".to_string()]);
+        assert_eq!(imap.after_fetch, super::AfterFetch::Leave);
+        assert!(!imap.insecure);
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let message = invalid(
+            "[[mailbox]]\nname = \"a\"\nkind = \"maildir\"\npath = \"/m\"\n[[mailbox]]\nname = \"a\"\nkind = \"maildir\"\npath = \"/n\"\n",
+        );
+        assert!(message.contains("used twice"), "{message}");
+    }
+}

@@ -1,0 +1,221 @@
+//! Batch processing shared by every source: prepare on blocking threads, then commit in one transaction.
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::prepare::{self, PreparedMessage, STATUS_PARSED};
+use super::{IngestError, RawMessage, SyncReport};
+use crate::clock;
+use crate::crypto::{KeyedHasher, MasterKey};
+use crate::store::entities::message;
+use crate::store::folders::{self, Checkpoint};
+use crate::store::messages::{self, Stored};
+use crate::store::{Store, StoreError};
+
+/// Turns raw messages into stored ones. Cheap to clone; shared by every mailbox task.
+#[derive(Clone)]
+pub struct Ingestor {
+    /// The store every batch is committed to.
+    pub store: Store,
+    master: Arc<MasterKey>,
+    hasher: Arc<KeyedHasher>,
+}
+
+impl Ingestor {
+    /// An ingestor writing to `store` under `master`.
+    pub fn new(store: Store, master: Arc<MasterKey>) -> Ingestor {
+        let hasher = Arc::new(master.lookup_hasher());
+        Ingestor {
+            store,
+            master,
+            hasher,
+        }
+    }
+
+    /// The master key.
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The keyed hasher for lookups.
+    pub fn hasher(&self) -> &KeyedHasher {
+        &self.hasher
+    }
+
+    /// Parses and seals a batch on blocking threads, two halves in parallel (parse and AES scale with
+    /// cores; the database writer does not, so it stays on one task).
+    pub async fn prepare_batch(
+        &self,
+        batch: Vec<RawMessage>,
+    ) -> Result<Vec<PreparedMessage>, IngestError> {
+        let received_at = clock::now();
+        let mut halves = Vec::new();
+        let mut batch = batch;
+        let second = batch.split_off(batch.len() / 2);
+        for half in [batch, second] {
+            if half.is_empty() {
+                continue;
+            }
+            let hasher = Arc::clone(&self.hasher);
+            let blob_dir = self.store.blob_dir().to_path_buf();
+            halves.push(tokio::task::spawn_blocking(move || {
+                let mut prepared = Vec::with_capacity(half.len());
+                for raw in half {
+                    match prepare::prepare(raw, &hasher, &blob_dir, received_at) {
+                        Ok(message) => prepared.push(message),
+                        Err(err) => {
+                            remove_blobs(&blob_dir, prepared.iter().map(|m| &m.blob_relative));
+                            return Err(err);
+                        }
+                    }
+                }
+                Ok(prepared)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut failure = None;
+        for half in halves {
+            match half.await {
+                Ok(Ok(prepared)) => all.extend(prepared),
+                Ok(Err(err)) => failure = Some(err),
+                Err(join) => failure = Some(IngestError::Internal(join.to_string())),
+            }
+        }
+        if let Some(err) = failure {
+            self.discard(&all);
+            return Err(err);
+        }
+        Ok(all)
+    }
+
+    /// Commits a prepared batch and, in the same transaction, the folder checkpoint that covers it.
+    pub async fn commit_batch(
+        &self,
+        mailbox_id: Uuid,
+        prepared: Vec<PreparedMessage>,
+        checkpoint: Option<(&str, Checkpoint)>,
+    ) -> Result<SyncReport, IngestError> {
+        let outcome = self.try_commit(mailbox_id, &prepared, checkpoint).await;
+        match outcome {
+            Ok((report, duplicates)) => {
+                let blob_dir = self.store.blob_dir();
+                remove_blobs(blob_dir, duplicates.iter());
+                Ok(report)
+            }
+            Err(err) => {
+                self.discard(&prepared);
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn try_commit(
+        &self,
+        mailbox_id: Uuid,
+        prepared: &[PreparedMessage],
+        checkpoint: Option<(&str, Checkpoint)>,
+    ) -> Result<(SyncReport, Vec<String>), StoreError> {
+        let transaction = self.store.db.begin().await?;
+        let mut report = SyncReport::default();
+        let mut duplicates = Vec::new();
+        for message in prepared {
+            report.fetched += 1;
+            match messages::store(&transaction, &self.master, mailbox_id, message).await? {
+                Stored::New { .. } => {
+                    report.stored += 1;
+                    if message.status != STATUS_PARSED {
+                        report.flagged += 1;
+                    }
+                }
+                Stored::Duplicate => {
+                    report.duplicates += 1;
+                    duplicates.push(message.blob_relative.clone());
+                }
+            }
+        }
+        if let Some((folder, checkpoint)) = checkpoint {
+            folders::set(&transaction, mailbox_id, folder, checkpoint).await?;
+        }
+        transaction.commit().await?;
+        debug!(
+            stored = report.stored,
+            duplicates = report.duplicates,
+            "batch committed"
+        );
+        Ok((report, duplicates))
+    }
+
+    fn discard(&self, prepared: &[PreparedMessage]) {
+        remove_blobs(
+            self.store.blob_dir(),
+            prepared.iter().map(|message| &message.blob_relative),
+        );
+    }
+}
+
+fn remove_blobs<'a>(blob_dir: &Path, relative: impl Iterator<Item = &'a String>) {
+    for path in relative {
+        let full = blob_dir.join(path);
+        if let Err(err) = std::fs::remove_file(&full)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %full.display(), error = %err, "cannot remove unused blob file");
+        }
+    }
+}
+
+/// Removes blob files no message row refers to: leftovers of a batch that was interrupted before its
+/// commit. Only call while no batch is in flight (at startup, under the data directory lock).
+pub async fn sweep_orphans(store: &Store) -> Result<usize, IngestError> {
+    let referenced: HashSet<String> = message::Entity::find()
+        .select_only()
+        .column(message::Column::BlobPath)
+        .filter(message::Column::BlobPath.is_not_null())
+        .into_tuple::<Option<String>>()
+        .all(&store.db)
+        .await
+        .map_err(StoreError::from)?
+        .into_iter()
+        .flatten()
+        .collect();
+    let blob_dir = store.blob_dir().to_path_buf();
+    let removed = tokio::task::spawn_blocking(move || sweep_dir(&blob_dir, &referenced))
+        .await
+        .map_err(|err| IngestError::Internal(err.to_string()))?;
+    Ok(removed)
+}
+
+fn sweep_dir(blob_dir: &Path, referenced: &HashSet<String>) -> usize {
+    let mut removed = 0;
+    let Ok(fanout) = std::fs::read_dir(blob_dir) else {
+        return 0;
+    };
+    for bucket in fanout.flatten() {
+        if bucket.file_type().is_ok_and(|kind| kind.is_file()) {
+            // A temp file of a blob writer that never finished (crash before its rename).
+            if std::fs::remove_file(bucket.path()).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(bucket.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let path: PathBuf = file.path();
+            let relative = format!(
+                "{}/{}",
+                bucket.file_name().to_string_lossy(),
+                file.file_name().to_string_lossy()
+            );
+            if !referenced.contains(&relative) && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}

@@ -1,0 +1,274 @@
+//! CPU-side of ingest: parse a raw message, compute its keyed lookup hashes, seal everything that came
+//! from the mail under a fresh per-message content key and write the raw bytes as an encrypted blob file.
+//! Runs on blocking threads; the database work happens afterwards in `store::messages`.
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{IngestError, Origin, RawMessage};
+use crate::crypto::{Aad, BlobWriter, DataKey, KeyedHasher};
+use crate::parse::{self, Address, ParsedMessage};
+use crate::store::blob_relative_path;
+
+/// Message status: parsed normally.
+pub const STATUS_PARSED: &str = "parsed";
+/// Stored raw, flagged: the parser could not make sense of it.
+pub const STATUS_UNPARSED: &str = "unparsed";
+/// Larger than `ingest.max_message_bytes`: only its headers were fetched and stored.
+pub const STATUS_OVERSIZE: &str = "oversize";
+
+/// A message ready to be committed: every mail-derived value is sealed or hashed.
+pub struct PreparedMessage {
+    pub id: Uuid,
+    pub origin: Origin,
+    /// Key that seals this message's fields and blob; wrapped under the conversation key at commit.
+    pub content_key: DataKey,
+    pub message_id_hash: Option<String>,
+    /// Hashes of In-Reply-To and References ids.
+    pub parent_hashes: Vec<String>,
+    pub content_hash: String,
+    /// Hash of the normalised subject, when it is not empty.
+    pub subject_hash: Option<String>,
+    /// The subject carried a reply or forward marker (only such mail may join by subject).
+    pub is_reply_subject: bool,
+    /// Plain subject, kept in memory only, sealed under the conversation key at commit.
+    pub subject: Option<String>,
+    /// Hashes of the From addresses.
+    pub sender_hashes: Vec<String>,
+    /// Hash of the sorted participant set.
+    pub participants_hash: Option<String>,
+    /// (address hash, role) for data-subject lookups.
+    pub address_hashes: Vec<(String, &'static str)>,
+    pub header_sealed: Vec<u8>,
+    pub body_sealed: Vec<u8>,
+    pub problem_sealed: Option<Vec<u8>>,
+    pub attachments: Vec<PreparedAttachment>,
+    pub blob_relative: String,
+    pub raw_size: u64,
+    pub status: &'static str,
+    pub is_automatic: bool,
+    pub is_auto_reply: bool,
+    pub is_bounce: bool,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Attachment metadata, sealed.
+pub struct PreparedAttachment {
+    pub id: Uuid,
+    pub part_index: i32,
+    pub size: i64,
+    pub meta_sealed: Vec<u8>,
+}
+
+/// Headers as an agent reads them (sealed as JSON in `messages.header_sealed`).
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct StoredHeaders {
+    pub subject: Option<String>,
+    pub from: Vec<Address>,
+    pub to: Vec<Address>,
+    pub cc: Vec<Address>,
+    pub reply_to: Vec<Address>,
+    pub date: Option<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+}
+
+/// Bodies (sealed as JSON in `messages.body_sealed`).
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct StoredBody {
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// Attachment metadata (sealed as JSON in `attachments.meta_sealed`).
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct StoredAttachment {
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub sha256: String,
+    pub inline: bool,
+    pub is_message: bool,
+}
+
+/// AAD of a message field: binds the ciphertext to its message row and field.
+pub fn message_aad(field: &'static str, message_id: &Uuid) -> Aad {
+    Aad::new(field).with_bytes(message_id.as_bytes())
+}
+
+/// AAD of an attachment's metadata.
+pub fn attachment_aad(attachment_id: &Uuid, message_id: &Uuid) -> Aad {
+    Aad::new("attachment.meta")
+        .with_bytes(attachment_id.as_bytes())
+        .with_bytes(message_id.as_bytes())
+}
+
+/// Canonical form of an address for keyed hashing: trimmed and lowercased.
+pub fn normalize_address(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+/// Parses, hashes, seals and writes one message. Pure CPU and file work: call from a blocking thread.
+pub fn prepare(
+    message: RawMessage,
+    hasher: &KeyedHasher,
+    blob_dir: &Path,
+    received_at: DateTime<Utc>,
+) -> Result<PreparedMessage, IngestError> {
+    let id = Uuid::now_v7();
+    let content_key = DataKey::generate();
+    let parsed = parse::parse_message(&message.raw);
+    let keys = parse::thread_keys(&parsed);
+    let hash = |domain: &str, value: &str| hasher.hash(domain, value.as_bytes()).to_hex();
+
+    let content_hash = hasher.hash("content", &message.raw).to_hex();
+    let message_id_hash = keys.message_id.as_deref().map(|id| hash("message-id", id));
+    let parent_hashes = keys
+        .parent_ids
+        .iter()
+        .map(|id| hash("message-id", id))
+        .collect();
+    let subject_hash =
+        (!keys.normalized_subject.is_empty()).then(|| hash("subject", &keys.normalized_subject));
+    let is_reply_subject = parsed.subject.as_deref().is_some_and(|subject| {
+        let plain = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        plain.to_lowercase() != keys.normalized_subject
+    });
+    let participants_hash = (!keys.participants.is_empty())
+        .then(|| hash("participants", &keys.participants.join("\n")));
+    let emails = |list: &[Address]| -> Vec<String> {
+        list.iter()
+            .filter_map(|address| address.email.as_deref())
+            .map(normalize_address)
+            .collect()
+    };
+    let sender_hashes: Vec<String> = emails(&parsed.from)
+        .iter()
+        .map(|email| hash("address", email))
+        .collect();
+    let mut address_hashes = Vec::new();
+    for (role, list) in [
+        ("from", &parsed.from),
+        ("to", &parsed.to),
+        ("cc", &parsed.cc),
+        ("bcc", &parsed.bcc),
+        ("reply-to", &parsed.reply_to),
+        ("sender", &parsed.sender),
+    ] {
+        for email in emails(list) {
+            let entry = (hash("address", &email), role);
+            if !address_hashes.contains(&entry) {
+                address_hashes.push(entry);
+            }
+        }
+    }
+
+    let (status, problem) = status_of(&message, &parsed);
+    let problem_sealed =
+        problem.map(|text| content_key.seal(text.as_bytes(), &message_aad("message.problem", &id)));
+    let headers = StoredHeaders {
+        subject: parsed.subject.clone(),
+        from: parsed.from.clone(),
+        to: parsed.to.clone(),
+        cc: parsed.cc.clone(),
+        reply_to: parsed.reply_to.clone(),
+        date: parsed.date.map(|date| date.to_rfc3339()),
+        message_id: parsed.message_id.clone(),
+        in_reply_to: parsed.in_reply_to.clone(),
+        references: parsed.references.clone(),
+    };
+    let body = StoredBody {
+        text: parsed.text_body.clone(),
+        html: parsed.html_body.clone(),
+    };
+    let header_sealed = content_key.seal(&to_json(&headers)?, &message_aad("message.header", &id));
+    let body_sealed = content_key.seal(&to_json(&body)?, &message_aad("message.body", &id));
+    let attachments = seal_attachments(&parsed, &content_key, &id)?;
+
+    let blob_relative = blob_relative_path(&id);
+    let final_path = blob_dir.join(&blob_relative);
+    let mut writer = BlobWriter::create(
+        blob_dir,
+        &final_path,
+        &content_key,
+        &message_aad("message.raw", &id),
+    )?;
+    writer.write_all(&message.raw)?;
+    writer.finish()?;
+
+    let is_bounce =
+        parse::dsn::delivery_report(&message.raw).is_some_and(|report| report.is_bounce);
+    Ok(PreparedMessage {
+        id,
+        origin: message.origin,
+        content_key,
+        message_id_hash,
+        parent_hashes,
+        content_hash,
+        subject_hash,
+        is_reply_subject,
+        subject: parsed.subject.clone(),
+        sender_hashes,
+        participants_hash,
+        address_hashes,
+        header_sealed,
+        body_sealed,
+        problem_sealed,
+        attachments,
+        blob_relative,
+        raw_size: message.oversize_of.unwrap_or(message.raw.len() as u64),
+        status,
+        is_automatic: parsed.auto.is_automatic,
+        is_auto_reply: parsed.auto.is_auto_reply,
+        is_bounce,
+        received_at,
+    })
+}
+
+fn status_of(message: &RawMessage, parsed: &ParsedMessage) -> (&'static str, Option<String>) {
+    if let Some(size) = message.oversize_of {
+        return (
+            STATUS_OVERSIZE,
+            Some(format!(
+                "message of {size} bytes exceeds ingest.max_message_bytes; only its headers were stored"
+            )),
+        );
+    }
+    match &parsed.unparsed {
+        Some(reason) => (STATUS_UNPARSED, Some(reason.clone())),
+        None => (STATUS_PARSED, None),
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>, IngestError> {
+    serde_json::to_vec(value).map_err(|err| IngestError::Internal(err.to_string()))
+}
+
+fn seal_attachments(
+    parsed: &ParsedMessage,
+    key: &DataKey,
+    message_id: &Uuid,
+) -> Result<Vec<PreparedAttachment>, IngestError> {
+    parsed
+        .attachments
+        .iter()
+        .map(|attachment| {
+            let id = Uuid::now_v7();
+            let meta = StoredAttachment {
+                filename: attachment.filename.clone(),
+                content_type: attachment.content_type.clone(),
+                sha256: attachment.sha256.clone(),
+                inline: attachment.inline,
+                is_message: attachment.is_message,
+            };
+            Ok(PreparedAttachment {
+                id,
+                part_index: i32::try_from(attachment.part_index).unwrap_or(i32::MAX),
+                size: i64::try_from(attachment.size).unwrap_or(i64::MAX),
+                meta_sealed: key.seal(&to_json(&meta)?, &attachment_aad(&id, message_id)),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,16 @@
+//! inboxd: a shared-inbox daemon. Data flow: `ingest` (IMAP, Maildir) → `parse` → threading and
+//! sealing (`store::threads`, `crypto`) → `store` (database + encrypted blobs).
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod imap;
+pub mod ingest;
+pub mod lock;
+pub mod logging;
+pub mod parse;
+pub mod store;

@@ -1,0 +1,298 @@
+//! Mailbox rows: the ones from the config file (origin `config`) and the ones an admin added (origin
+//! `admin`, their settings and password sealed under the master key).
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::entities::mailbox;
+use crate::clock;
+use crate::config::{
+    AfterFetch, ImapMailbox, MailboxConfig, MailboxSource, PasswordSource, Secret, TlsSetting,
+};
+use crate::crypto::{Aad, MasterKey};
+
+/// Where a mailbox was defined.
+pub const ORIGIN_CONFIG: &str = "config";
+/// Added by an admin through the CLI or API.
+pub const ORIGIN_ADMIN: &str = "admin";
+
+/// Settings of an admin-added mailbox, sealed as JSON under the master key.
+#[derive(Serialize, Deserialize)]
+struct StoredSettings {
+    kind: String,
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    ca_file: Option<String>,
+    insecure: bool,
+    folders: Vec<String>,
+    after_fetch: String,
+    move_to: Option<String>,
+    path: Option<String>,
+}
+
+fn settings_aad(name: &str) -> Aad {
+    Aad::new("mailbox.settings").with_str(name)
+}
+
+fn kind_of(config: &MailboxConfig) -> &'static str {
+    match config.source {
+        MailboxSource::Imap(_) => "imap",
+        MailboxSource::Maildir { .. } => "maildir",
+    }
+}
+
+/// Finds a mailbox row by name.
+pub async fn by_name(
+    db: &impl ConnectionTrait,
+    name: &str,
+) -> Result<Option<mailbox::Model>, StoreError> {
+    Ok(mailbox::Entity::find()
+        .filter(mailbox::Column::Name.eq(name))
+        .one(db)
+        .await?)
+}
+
+/// Every mailbox row, by name.
+pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<mailbox::Model>, StoreError> {
+    Ok(mailbox::Entity::find()
+        .order_by_asc(mailbox::Column::Name)
+        .all(db)
+        .await?)
+}
+
+/// Creates or updates the row of a config-file mailbox and returns its id.
+pub async fn upsert_from_config(
+    db: &impl ConnectionTrait,
+    config: &MailboxConfig,
+) -> Result<Uuid, StoreError> {
+    let now = clock::now();
+    let retention = config
+        .retention_days
+        .map(|days| i32::try_from(days).unwrap_or(i32::MAX));
+    if let Some(row) = by_name(db, &config.name).await? {
+        let id = row.id;
+        let mut active: mailbox::ActiveModel = row.into();
+        active.kind = Set(kind_of(config).to_string());
+        active.origin = Set(ORIGIN_CONFIG.to_string());
+        active.enabled = Set(config.enabled);
+        active.retention_days = Set(retention);
+        active.updated_at = Set(now);
+        active.update(db).await?;
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    mailbox::ActiveModel {
+        id: Set(id),
+        name: Set(config.name.clone()),
+        kind: Set(kind_of(config).to_string()),
+        origin: Set(ORIGIN_CONFIG.to_string()),
+        settings_sealed: Set(None),
+        enabled: Set(config.enabled),
+        retention_days: Set(retention),
+        legal_hold: Set(false),
+        legal_hold_reason_sealed: Set(None),
+        status: Set("idle".to_string()),
+        last_sync_at: Set(None),
+        last_error: Set(None),
+        last_error_at: Set(None),
+        messages_stored: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(id)
+}
+
+/// Adds (or replaces) an admin mailbox; its settings, including the password, are sealed.
+pub async fn save_admin(
+    db: &impl ConnectionTrait,
+    key: &MasterKey,
+    config: &MailboxConfig,
+    password: Option<&Secret>,
+) -> Result<Uuid, StoreError> {
+    let stored = to_stored(config, password);
+    let json = serde_json::to_vec(&stored).map_err(|err| StoreError::Corrupt {
+        what: "mailbox settings".to_string(),
+        message: err.to_string(),
+    })?;
+    let sealed = key.seal_secret(&json, &settings_aad(&config.name));
+    let now = clock::now();
+    let retention = config
+        .retention_days
+        .map(|days| i32::try_from(days).unwrap_or(i32::MAX));
+    if let Some(row) = by_name(db, &config.name).await? {
+        let id = row.id;
+        let mut active: mailbox::ActiveModel = row.into();
+        active.kind = Set(kind_of(config).to_string());
+        active.origin = Set(ORIGIN_ADMIN.to_string());
+        active.settings_sealed = Set(Some(sealed));
+        active.enabled = Set(config.enabled);
+        active.retention_days = Set(retention);
+        active.updated_at = Set(now);
+        active.update(db).await?;
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    mailbox::ActiveModel {
+        id: Set(id),
+        name: Set(config.name.clone()),
+        kind: Set(kind_of(config).to_string()),
+        origin: Set(ORIGIN_ADMIN.to_string()),
+        settings_sealed: Set(Some(sealed)),
+        enabled: Set(config.enabled),
+        retention_days: Set(retention),
+        legal_hold: Set(false),
+        legal_hold_reason_sealed: Set(None),
+        status: Set("idle".to_string()),
+        last_sync_at: Set(None),
+        last_error: Set(None),
+        last_error_at: Set(None),
+        messages_stored: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(id)
+}
+
+fn to_stored(config: &MailboxConfig, password: Option<&Secret>) -> StoredSettings {
+    let mut stored = StoredSettings {
+        kind: kind_of(config).to_string(),
+        host: None,
+        port: None,
+        tls: None,
+        username: None,
+        password: password.map(|secret| secret.expose().to_string()),
+        ca_file: None,
+        insecure: false,
+        folders: Vec::new(),
+        after_fetch: "leave".to_string(),
+        move_to: None,
+        path: None,
+    };
+    match &config.source {
+        MailboxSource::Imap(imap) => {
+            stored.host = Some(imap.host.clone());
+            stored.port = Some(imap.port);
+            stored.tls = Some(
+                match imap.tls {
+                    TlsSetting::Implicit => "implicit",
+                    TlsSetting::StartTls => "starttls",
+                }
+                .to_string(),
+            );
+            stored.username = Some(imap.username.clone());
+            stored.ca_file = imap.ca_file.as_ref().map(|p| p.display().to_string());
+            stored.insecure = imap.insecure;
+            stored.folders = imap.folders.clone();
+            match &imap.after_fetch {
+                AfterFetch::Leave => {}
+                AfterFetch::MarkSeen => stored.after_fetch = "mark_seen".to_string(),
+                AfterFetch::MoveTo(folder) => {
+                    stored.after_fetch = "move".to_string();
+                    stored.move_to = Some(folder.clone());
+                }
+            }
+        }
+        MailboxSource::Maildir { path } => stored.path = Some(path.display().to_string()),
+    }
+    stored
+}
+
+/// Decrypts the settings of an admin mailbox row into a [`MailboxConfig`].
+pub fn admin_config(key: &MasterKey, row: &mailbox::Model) -> Result<MailboxConfig, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        what: format!("mailbox {} settings", row.name),
+        message,
+    };
+    let sealed = row
+        .settings_sealed
+        .as_ref()
+        .ok_or_else(|| corrupt("no settings stored".to_string()))?;
+    let json = key.open_secret(sealed, &settings_aad(&row.name))?;
+    let stored: StoredSettings =
+        serde_json::from_slice(&json).map_err(|err| corrupt(err.to_string()))?;
+    let source = match stored.kind.as_str() {
+        "maildir" => MailboxSource::Maildir {
+            path: stored.path.unwrap_or_default().into(),
+        },
+        _ => MailboxSource::Imap(ImapMailbox {
+            host: stored.host.unwrap_or_default(),
+            port: stored.port.unwrap_or(993),
+            tls: if stored.tls.as_deref() == Some("starttls") {
+                TlsSetting::StartTls
+            } else {
+                TlsSetting::Implicit
+            },
+            username: stored.username.unwrap_or_default(),
+            password: PasswordSource::Stored(Secret::new(stored.password.unwrap_or_default())),
+            ca_file: stored.ca_file.map(Into::into),
+            insecure: stored.insecure,
+            folders: stored.folders,
+            after_fetch: match (stored.after_fetch.as_str(), stored.move_to) {
+                ("mark_seen", _) => AfterFetch::MarkSeen,
+                ("move", Some(folder)) => AfterFetch::MoveTo(folder),
+                _ => AfterFetch::Leave,
+            },
+        }),
+    };
+    Ok(MailboxConfig {
+        name: row.name.clone(),
+        source,
+        retention_days: row.retention_days.and_then(|days| u32::try_from(days).ok()),
+        enabled: row.enabled,
+    })
+}
+
+/// Removes an admin mailbox and, through cascading keys, everything stored from it.
+pub async fn remove(db: &impl ConnectionTrait, name: &str) -> Result<bool, StoreError> {
+    let result = mailbox::Entity::delete_many()
+        .filter(mailbox::Column::Name.eq(name))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Records a finished sync pass.
+pub async fn record_success(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    stored_now: i64,
+) -> Result<(), StoreError> {
+    if let Some(row) = mailbox::Entity::find_by_id(id).one(db).await? {
+        let total = row.messages_stored + stored_now;
+        let mut active: mailbox::ActiveModel = row.into();
+        active.status = Set("ok".to_string());
+        active.last_sync_at = Set(Some(clock::now()));
+        active.last_error = Set(None);
+        active.messages_stored = Set(total);
+        active.update(db).await?;
+    }
+    Ok(())
+}
+
+/// Records a failure for the status view. The message must not contain secrets or mail content.
+pub async fn record_error(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    status: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    if let Some(row) = mailbox::Entity::find_by_id(id).one(db).await? {
+        let mut active: mailbox::ActiveModel = row.into();
+        active.status = Set(status.to_string());
+        active.last_error = Set(Some(message.to_string()));
+        active.last_error_at = Set(Some(clock::now()));
+        active.update(db).await?;
+    }
+    Ok(())
+}
