@@ -78,13 +78,20 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     .await;
     assert!(ingested, "the example mailbox is ingested");
     let key = std::fs::metadata(data.join("master.key")).expect("a key was generated");
-    assert_eq!(key.permissions().mode() & 0o777, 0o600, "the new key is private");
+    assert_eq!(
+        key.permissions().mode() & 0o777,
+        0o600,
+        "the new key is private"
+    );
 
     // A second instance on the same data directory is refused with a clear message.
     let second = inboxd(&config, &["serve"]).output().expect("second");
     assert!(!second.status.success());
     let message = String::from_utf8_lossy(&second.stderr);
-    assert!(message.contains("in use by another inboxd process"), "{message}");
+    assert!(
+        message.contains("in use by another inboxd process"),
+        "{message}"
+    );
 
     let started = Instant::now();
     signal(&daemon, "TERM");
@@ -99,8 +106,14 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     assert!(!log.contains("\u{1b}["), "no colours when not a terminal");
     // The example holds threads, an HTML-only mail and a bounce: all stored, none twice on restart.
     let stored = count(&data).await;
-    let rerun = inboxd(&config, &["sync", "--once", "--json"]).output().expect("sync");
-    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    let rerun = inboxd(&config, &["sync", "--once", "--json"])
+        .output()
+        .expect("sync");
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("json");
     assert_eq!(report[0]["stored"], 0, "{report}");
     assert_eq!(count(&data).await, stored);
@@ -114,18 +127,34 @@ fn bad_config_names_the_file_and_the_key() {
     let output = inboxd(&path, &["serve"]).output().expect("run");
     assert_eq!(output.status.code(), Some(78));
     let message = String::from_utf8_lossy(&output.stderr);
-    assert!(message.contains("bad.toml") && message.contains("batch_sise"), "{message}");
+    assert!(
+        message.contains("bad.toml") && message.contains("batch_sise"),
+        "{message}"
+    );
 
-    std::fs::write(&path, format!("data_dir = \"{}\"\ndatabase = \"postgres://nobody@127.0.0.1:9/none\"\n", dir.path().display())).expect("write");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\ndatabase = \"postgres://nobody@127.0.0.1:9/none\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write");
     let output = inboxd(&path, &["migrate"]).output().expect("run");
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
-    assert!(message.contains("`database`") && message.contains("cannot reach"), "{message}");
+    assert!(
+        message.contains("`database`") && message.contains("cannot reach"),
+        "{message}"
+    );
 
     std::fs::write(&path, "data_dir = \"/proc/inboxd-not-writable\"\n").expect("write");
     let output = inboxd(&path, &["migrate"]).output().expect("run");
     let message = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && message.contains("`data_dir`"), "{message}");
+    assert!(
+        !output.status.success() && message.contains("`data_dir`"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -134,16 +163,33 @@ fn inspect_reports_and_never_fails_on_bad_mail() {
     let bounce = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/bounces/sisimai/lhost-postfix-03.eml");
     if bounce.exists() {
-        let output = Command::new(common::binary()).args(["inspect", "--json"]).arg(&bounce).output().expect("run");
+        let output = Command::new(common::binary())
+            .args(["inspect", "--json"])
+            .arg(&bounce)
+            .output()
+            .expect("run");
         assert!(output.status.success());
         let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-        assert!(value["delivery_report"]["recipients"].as_array().is_some_and(|r| !r.is_empty()), "{value}");
+        assert!(
+            value["delivery_report"]["recipients"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty()),
+            "{value}"
+        );
     }
     let garbage = dir.path().join("garbage.eml");
     std::fs::write(&garbage, b"\x00\xff\x00 no headers").expect("write");
-    let output = Command::new(common::binary()).arg("inspect").arg(&garbage).output().expect("run");
+    let output = Command::new(common::binary())
+        .arg("inspect")
+        .arg(&garbage)
+        .output()
+        .expect("run");
     assert_eq!(output.status.code(), Some(0));
-    let output = Command::new(common::binary()).arg("inspect").arg(dir.path().join("missing.eml")).output().expect("run");
+    let output = Command::new(common::binary())
+        .arg("inspect")
+        .arg(dir.path().join("missing.eml"))
+        .output()
+        .expect("run");
     assert_eq!(output.status.code(), Some(2));
 }
 
@@ -152,13 +198,20 @@ async fn kill_9_during_a_large_sync_loses_and_duplicates_nothing() {
     let Some(lab) = common::lab() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let prefix = common::unique("kill");
-    let filler: String = (0..400).map(|n| format!("line {n} of a longer support message body\r\n")).collect();
+    let filler: String = (0..400)
+        .map(|n| format!("line {n} of a longer support message body\r\n"))
+        .collect();
     let folder = common::unique("t-");
     let mut client = lab.client("support").await;
     client.create_folder(&folder).await.expect("folder");
     let total = 300u64;
     for n in 0..total {
-        let raw = common::message(&format!("{prefix}-{n}@x"), &format!("ticket {n}"), "c@example.org", &filler);
+        let raw = common::message(
+            &format!("{prefix}-{n}@x"),
+            &format!("ticket {n}"),
+            "c@example.org",
+            &filler,
+        );
         client.append(&folder, &raw).await.expect("append");
     }
     client.logout().await;
@@ -166,13 +219,20 @@ async fn kill_9_during_a_large_sync_loses_and_duplicates_nothing() {
     let config = dir.path().join("inboxd.toml");
     std::fs::write(
         &config,
-        format!("data_dir = \"{}\"\n[ingest]\nbatch_size = 20\n{table}", dir.path().join("data").display()),
+        format!(
+            "data_dir = \"{}\"\n[ingest]\nbatch_size = 20\n{table}",
+            dir.path().join("data").display()
+        ),
     )
     .expect("config");
     let data = dir.path().join("data");
     let mut kills = 0;
     for delay in [150u64, 300, 450, 600, 900] {
-        let mut child = inboxd(&config, &["sync", "--once"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run");
+        let mut child = inboxd(&config, &["sync", "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run");
         std::thread::sleep(Duration::from_millis(delay));
         if child.try_wait().expect("wait").is_none() {
             signal(&child, "KILL");
@@ -183,18 +243,30 @@ async fn kill_9_during_a_large_sync_loses_and_duplicates_nothing() {
             break;
         }
     }
-    let output = inboxd(&config, &["sync", "--once", "--json"]).output().expect("final sync");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = inboxd(&config, &["sync", "--once", "--json"])
+        .output()
+        .expect("final sync");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     eprintln!("killed {kills} runs");
     assert!(kills >= 1, "at least one run was killed mid-sync");
     assert_eq!(count(&data).await, total, "exactly the server's messages");
     let url = format!("sqlite://{}", data.join("inboxd.db").display());
-    let store = Store::connect(&url, &data.join("blobs")).await.expect("store");
+    let store = Store::connect(&url, &data.join("blobs"))
+        .await
+        .expect("store");
     let rows = message::Entity::find().all(&store.db).await.expect("rows");
-    let distinct: std::collections::HashSet<_> = rows.iter().map(|row| row.content_hash.clone()).collect();
+    let distinct: std::collections::HashSet<_> =
+        rows.iter().map(|row| row.content_hash.clone()).collect();
     assert_eq!(distinct.len() as u64, total, "no duplicates");
     let blobs = walk(&data.join("blobs"));
-    assert_eq!(blobs, total as usize, "one blob per message, no orphans left after the final run");
+    assert_eq!(
+        blobs, total as usize,
+        "one blob per message, no orphans left after the final run"
+    );
 }
 
 fn walk(dir: &Path) -> usize {
@@ -219,7 +291,12 @@ async fn logs_never_carry_mail_content() {
     let canary = "Lq4canaryLog77";
     std::fs::write(
         maildir.join("new/1.x.host"),
-        common::message(&format!("{canary}@x"), canary, &format!("{canary}@example.org"), canary),
+        common::message(
+            &format!("{canary}@x"),
+            canary,
+            &format!("{canary}@example.org"),
+            canary,
+        ),
     )
     .expect("write");
     std::fs::write(maildir.join("new/2.y.host"), b"\x00garbage\xff").expect("write");
@@ -233,10 +310,19 @@ async fn logs_never_carry_mail_content() {
         ),
     )
     .expect("config");
-    let output = inboxd(&config, &["--log-level", "trace", "sync", "--once"]).output().expect("run");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = inboxd(&config, &["--log-level", "trace", "sync", "--once"])
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let all = [output.stdout, output.stderr].concat();
-    assert!(!String::from_utf8_lossy(&all).contains(canary), "mail content in the output");
+    assert!(
+        !String::from_utf8_lossy(&all).contains(canary),
+        "mail content in the output"
+    );
     assert!(!all.is_empty());
 }
 
@@ -246,27 +332,69 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
     let config = example_config(dir.path());
     let data = dir.path().join("data");
     let first = inboxd(&config, &["sync", "--once"]).output().expect("sync");
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let new_key = dir.path().join("new.key");
-    assert!(inboxd(&config, &["key", "generate", "--out", new_key.to_str().expect("utf8")]).status().expect("gen").success());
+    assert!(
+        inboxd(
+            &config,
+            &["key", "generate", "--out", new_key.to_str().expect("utf8")]
+        )
+        .status()
+        .expect("gen")
+        .success()
+    );
     let new_key_arg = new_key.to_str().expect("utf8");
-    let rotate = inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg]).output().expect("rotate");
-    assert!(rotate.status.success(), "{}", String::from_utf8_lossy(&rotate.stderr));
+    let rotate = inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg])
+        .output()
+        .expect("rotate");
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
     assert!(String::from_utf8_lossy(&rotate.stdout).contains("re-wrapped"));
     // Re-running is safe and says it is done.
-    let again = inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg]).output().expect("rotate");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again = inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg])
+        .output()
+        .expect("rotate");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     // The old key is now refused; the new one reads everything.
     let old = inboxd(&config, &["sync", "--once"]).output().expect("sync");
-    assert!(!old.status.success(), "the old key must be refused after rotation");
+    assert!(
+        !old.status.success(),
+        "the old key must be refused after rotation"
+    );
     let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(&config, format!("key_file = \"{}\"\n{text}", new_key.display())).expect("config");
-    let with_new = inboxd(&config, &["sync", "--once", "--json"]).output().expect("sync");
-    assert!(with_new.status.success(), "{}", String::from_utf8_lossy(&with_new.stderr));
+    std::fs::write(
+        &config,
+        format!("key_file = \"{}\"\n{text}", new_key.display()),
+    )
+    .expect("config");
+    let with_new = inboxd(&config, &["sync", "--once", "--json"])
+        .output()
+        .expect("sync");
+    assert!(
+        with_new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_new.stderr)
+    );
     let loaded = inboxd::crypto::load_key_file(&new_key).expect("key").key;
     let url = format!("sqlite://{}", data.join("inboxd.db").display());
-    let store = Store::connect(&url, &data.join("blobs")).await.expect("store");
-    let conversations = inboxd::store::entities::conversation::Entity::find().all(&store.db).await.expect("rows");
+    let store = Store::connect(&url, &data.join("blobs"))
+        .await
+        .expect("store");
+    let conversations = inboxd::store::entities::conversation::Entity::find()
+        .all(&store.db)
+        .await
+        .expect("rows");
     assert!(conversations.len() >= 4);
     for conversation in conversations {
         let view = inboxd::store::read::conversation(&store.db, &loaded, conversation.id)

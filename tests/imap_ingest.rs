@@ -74,7 +74,12 @@ async fn appended_messages_are_ingested_once_and_uidvalidity_change_adds_no_dupl
         let sync = imap_sync(&config, &opened, 0).await;
         let cancel = CancellationToken::new();
         let first = sync.sync_once(&cancel).await.expect("first sync");
-        assert_eq!((first.fetched, first.stored), (6, 6), "{}: {first:?}", backend.name);
+        assert_eq!(
+            (first.fetched, first.stored),
+            (6, 6),
+            "{}: {first:?}",
+            backend.name
+        );
         let second = sync.sync_once(&cancel).await.expect("second sync");
         assert_eq!(second.fetched, 0, "{}: nothing new", backend.name);
 
@@ -87,7 +92,10 @@ async fn appended_messages_are_ingested_once_and_uidvalidity_change_adds_no_dupl
                 client.append(&folder, raw).await.expect("append");
             }
             client
-                .append(&folder, &common::message("extra@x", "new one", "n@example.org", "new"))
+                .append(
+                    &folder,
+                    &common::message("extra@x", "new one", "n@example.org", "new"),
+                )
                 .await
                 .expect("append");
             client.logout().await;
@@ -101,7 +109,12 @@ async fn appended_messages_are_ingested_once_and_uidvalidity_change_adds_no_dupl
 }
 
 /// Runs the daemon in-process; returns its shutdown token and join handle.
-fn start_daemon(config: Config) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+fn start_daemon(
+    config: Config,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app::run(config, shutdown.clone(), None));
     (shutdown, handle)
@@ -134,19 +147,28 @@ async fn idle_delivers_new_mail_within_seconds_and_shutdown_is_clean() {
     let (shutdown, handle) = start_daemon(config);
     let store = observer(dir.path()).await;
     assert!(
-        common::wait_until(Duration::from_secs(20), || async { stored(&store.db).await == 1 }).await,
+        common::wait_until(Duration::from_secs(20), || async {
+            stored(&store.db).await == 1
+        })
+        .await,
         "the first message is ingested"
     );
     tokio::time::sleep(Duration::from_millis(500)).await; // let the session enter IDLE
     let mut client = lab.client("support").await;
     client
-        .append(&folder, &common::message(&format!("{prefix}-new@x"), "new", "n@example.org", "fresh"))
+        .append(
+            &folder,
+            &common::message(&format!("{prefix}-new@x"), "new", "n@example.org", "fresh"),
+        )
         .await
         .expect("append");
     client.logout().await;
     let started = std::time::Instant::now();
     assert!(
-        common::wait_until(Duration::from_secs(10), || async { stored(&store.db).await == 2 }).await,
+        common::wait_until(Duration::from_secs(10), || async {
+            stored(&store.db).await == 2
+        })
+        .await,
         "IDLE brings the new message within seconds"
     );
     eprintln!("new message stored {:?} after APPEND", started.elapsed());
@@ -187,7 +209,10 @@ async fn a_failing_mailbox_reports_its_error_and_never_stops_the_others() {
     let (shutdown, handle) = start_daemon(config);
     let store = observer(dir.path()).await;
     assert!(
-        common::wait_until(Duration::from_secs(20), || async { stored(&store.db).await == 3 }).await,
+        common::wait_until(Duration::from_secs(20), || async {
+            stored(&store.db).await == 3
+        })
+        .await,
         "the good mailbox syncs although three others fail"
     );
     let expectations = [
@@ -212,10 +237,17 @@ async fn a_failing_mailbox_reports_its_error_and_never_stops_the_others() {
             .await
             .expect("query")
             .expect("row");
-        assert!(ok, "{name}: status {} error {:?}", row.status, row.last_error);
+        assert!(
+            ok,
+            "{name}: status {} error {:?}",
+            row.status, row.last_error
+        );
         let error = row.last_error.unwrap_or_default();
         assert!(error.contains(words), "{name}: {error}");
-        assert!(!error.contains(&lab.password), "{name}: the password leaked into the status");
+        assert!(
+            !error.contains(&lab.password),
+            "{name}: the password leaked into the status"
+        );
     }
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(15), handle)
@@ -248,12 +280,22 @@ async fn a_connection_reset_mid_fetch_is_recovered_without_loss_or_duplicates() 
     let filler = "x".repeat(76);
     let body: String = (0..8000).map(|_| format!("{filler}\r\n")).collect();
     let messages: Vec<Vec<u8>> = (0..24)
-        .map(|n| common::message(&format!("{prefix}-{n}@x"), &format!("big {n}"), "big@example.org", &body))
+        .map(|n| {
+            common::message(
+                &format!("{prefix}-{n}@x"),
+                &format!("big {n}"),
+                "big@example.org",
+                &body,
+            )
+        })
         .collect();
     let folder = fresh_folder(&lab, "alice", &messages).await;
     let table = lab
         .mailbox_toml(dir.path(), "alice", "alice", &folder)
-        .replace(&format!("port = {}", lab.imaps_port), &format!("port = {proxy_port}"));
+        .replace(
+            &format!("port = {}", lab.imaps_port),
+            &format!("port = {proxy_port}"),
+        );
     let url = format!("sqlite://{}", dir.path().join("inboxd.db").display());
     let mut config = common::config(dir.path(), &url, &table);
     config.ingest.batch_size = 3;
@@ -261,12 +303,18 @@ async fn a_connection_reset_mid_fetch_is_recovered_without_loss_or_duplicates() 
     let (shutdown, handle) = start_daemon(config);
     let store = observer(dir.path()).await;
     assert!(
-        common::wait_until(Duration::from_secs(30), || async { stored(&store.db).await >= 3 }).await,
+        common::wait_until(Duration::from_secs(30), || async {
+            stored(&store.db).await >= 3
+        })
+        .await,
         "the first batch is stored"
     );
     let before_reset = stored(&store.db).await;
     assert!(control(&["reset"]), "reset the connection");
-    assert!(before_reset < 24, "the reset must hit the middle of the sync ({before_reset} stored)");
+    assert!(
+        before_reset < 24,
+        "the reset must hit the middle of the sync ({before_reset} stored)"
+    );
     // Once reconnected (backoff is capped at 2 s here), kill the session from the server side too.
     let reconnected = common::wait_until(Duration::from_secs(15), || async {
         stored(&store.db).await > before_reset
@@ -280,7 +328,10 @@ async fn a_connection_reset_mid_fetch_is_recovered_without_loss_or_duplicates() 
     }
     assert!(control(&["pass"]), "restore the proxy");
     assert!(
-        common::wait_until(Duration::from_secs(60), || async { stored(&store.db).await == 24 }).await,
+        common::wait_until(Duration::from_secs(60), || async {
+            stored(&store.db).await == 24
+        })
+        .await,
         "every message arrives after the reconnect (had {})",
         stored(&store.db).await
     );

@@ -23,10 +23,9 @@ fn fixtures() -> PathBuf {
 
 #[tokio::test]
 async fn notmuch_threads_are_rebuilt() {
-    let labels: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("labels.json")).expect("labels"),
-    )
-    .expect("json");
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("labels.json")).expect("labels"))
+            .expect("json");
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("inboxd.db").display());
     let mut exact_total = 0;
@@ -51,7 +50,9 @@ async fn notmuch_threads_are_rebuilt() {
     let ingestor = Ingestor::new(opened.store.clone(), Arc::clone(&opened.master));
     let hasher = opened.master.lookup_hasher();
     for mailbox in &config.mailboxes {
-        let id = mailboxes::upsert_from_config(&opened.store.db, mailbox).await.expect("row");
+        let id = mailboxes::upsert_from_config(&opened.store.db, mailbox)
+            .await
+            .expect("row");
         let inboxd::config::MailboxSource::Maildir { path } = &mailbox.source else {
             unreachable!()
         };
@@ -74,16 +75,25 @@ async fn notmuch_threads_are_rebuilt() {
             .expect("rows");
         let by_hash: HashMap<String, Uuid> = rows
             .iter()
-            .filter_map(|row| row.message_id_hash.clone().map(|hash| (hash, row.conversation_id)))
+            .filter_map(|row| {
+                row.message_id_hash
+                    .clone()
+                    .map(|hash| (hash, row.conversation_id))
+            })
             .collect();
         let conversation_of = |message_id: &str| {
             let bare = message_id.trim_start_matches('<').trim_end_matches('>');
-            by_hash.get(&hasher.hash("message-id", bare.as_bytes()).to_hex()).copied()
+            by_hash
+                .get(&hasher.hash("message-id", bare.as_bytes()).to_hex())
+                .copied()
         };
         let mut members: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
         for (file, info) in corpus["messages"].as_object().expect("messages") {
             if let Some(conversation) = info["message_id"].as_str().and_then(conversation_of) {
-                members.entry(conversation).or_default().insert(file.clone());
+                members
+                    .entry(conversation)
+                    .or_default()
+                    .insert(file.clone());
             }
         }
         let mut exact = 0;
