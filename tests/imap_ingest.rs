@@ -344,3 +344,81 @@ async fn a_connection_reset_mid_fetch_is_recovered_without_loss_or_duplicates() 
         .expect("join")
         .expect("clean");
 }
+
+/// Minimal SMTP client over plain TCP to the test Postfix (which then delivers to Dovecot by LMTP).
+fn smtp_send(port: u16, from: &str, to: &str, raw: &[u8]) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to postfix");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut expect = |code: &str, reader: &mut BufReader<std::net::TcpStream>| loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("smtp reply");
+        assert!(line.starts_with(code), "expected {code}, got {line}");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            break;
+        }
+    };
+    expect("220", &mut reader);
+    for (command, code) in [
+        ("EHLO tests.inboxd.test".to_string(), "250"),
+        (format!("MAIL FROM:<{from}>"), "250"),
+        (format!("RCPT TO:<{to}>"), "250"),
+        ("DATA".to_string(), "354"),
+    ] {
+        writer
+            .write_all(format!("{command}\r\n").as_bytes())
+            .expect("send");
+        expect(code, &mut reader);
+    }
+    writer.write_all(raw).expect("data");
+    writer.write_all(b"\r\n.\r\n").expect("end");
+    expect("250", &mut reader);
+    writer.write_all(b"QUIT\r\n").expect("quit");
+}
+
+#[tokio::test]
+async fn mail_sent_through_postfix_is_ingested_from_dovecot() {
+    let Some(lab) = common::lab() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let message_id = format!("{}@tests.inboxd.test", common::unique("postfix"));
+    let raw = common::message(
+        &message_id,
+        "via postfix",
+        "customer@example.org",
+        "delivered by Postfix",
+    );
+    smtp_send(
+        lab.smtp_port,
+        "customer@example.org",
+        &lab.user("bob"),
+        &raw,
+    );
+    let mailbox = lab.mailbox_toml(dir.path(), "bob", "bob", "INBOX");
+    let url = format!("sqlite://{}", dir.path().join("inboxd.db").display());
+    let config = common::config(dir.path(), &url, &mailbox);
+    let opened = app::open(&config).await.expect("open");
+    let sync = imap_sync(&config, &opened, 0).await;
+    let wanted = opened
+        .master
+        .lookup_hasher()
+        .hash("message-id", message_id.as_bytes())
+        .to_hex();
+    let found = common::wait_until(Duration::from_secs(30), || async {
+        let _ = sync.sync_once(&CancellationToken::new()).await;
+        message::Entity::find()
+            .filter(message::Column::MessageIdHash.eq(wanted.clone()))
+            .count(&opened.store.db)
+            .await
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    assert!(
+        found,
+        "the message went Postfix → Dovecot LMTP → inboxd exactly once"
+    );
+}
