@@ -354,7 +354,7 @@ fn smtp_send(port: u16, from: &str, to: &str, raw: &[u8]) {
         .expect("timeout");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
-    let mut expect = |code: &str, reader: &mut BufReader<std::net::TcpStream>| loop {
+    let expect = |code: &str, reader: &mut BufReader<std::net::TcpStream>| loop {
         let mut line = String::new();
         reader.read_line(&mut line).expect("smtp reply");
         assert!(line.starts_with(code), "expected {code}, got {line}");
