@@ -44,7 +44,7 @@ T_START=$(date +%s.%N)
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
-since() { "$PY" -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
+since() { "$PY" -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
 command -v /usr/bin/time >/dev/null || die "/usr/bin/time missing (apt-get install time)"
 
 # --- 1. corpus --------------------------------------------------------------------------------------------
