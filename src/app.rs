@@ -55,8 +55,14 @@ pub fn load_master_key(source: &KeySource) -> anyhow::Result<MasterKey> {
             create_if_missing,
         } => {
             if *create_if_missing && !path.exists() {
-                crypto::create_key_file(path)?;
-                info!(path = %path.display(), "created a new master key; back it up: without it nothing stored can be read");
+                match crypto::create_key_file(path) {
+                    Ok(_) => {
+                        info!(path = %path.display(), "created a new master key; back it up: without it nothing stored can be read")
+                    }
+                    // Another inboxd process created it a moment ago: use that one.
+                    Err(_) if path.exists() => {}
+                    Err(err) => return Err(err.into()),
+                }
             }
             let loaded = crypto::load_key_file(path)?;
             for warning in &loaded.warnings {

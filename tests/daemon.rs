@@ -407,3 +407,258 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
         }
     }
 }
+
+fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let output = inboxd(config, args).output().expect("cli");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[tokio::test]
+async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
+    let Some(lab) = common::lab() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("inboxd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[ingest]\npoll_interval_secs = 1\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let mut daemon = inboxd(&config, &["serve"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let db_url = format!("sqlite://{}", data.join("inboxd.db").display());
+    assert!(
+        common::wait_until(Duration::from_secs(20), || async {
+            data.join("master.key").exists() && Store::connect(&db_url, &data).await.is_ok()
+        })
+        .await,
+        "the daemon starts"
+    );
+    // A Maildir added by an admin while the daemon runs.
+    let maildir = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    std::fs::write(
+        maildir.join("new/1.a.host"),
+        common::message("a@hot", "one", "a@example.org", "1"),
+    )
+    .expect("w");
+    let added = inboxd(
+        &config,
+        &[
+            "mailbox",
+            "add-maildir",
+            "extra",
+            maildir.to_str().expect("utf8"),
+        ],
+    )
+    .output()
+    .expect("add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(20), || async {
+            count(&data).await == 1
+        })
+        .await,
+        "the new mailbox is synced without a restart"
+    );
+    // An IMAP mailbox added the same way: its password is sealed in the database.
+    let folder = common::unique("t-");
+    let mut client = lab.client("support").await;
+    client.create_folder(&folder).await.expect("folder");
+    client
+        .append(
+            &folder,
+            &common::message("b@hot", "two", "b@example.org", "2"),
+        )
+        .await
+        .expect("append");
+    client.logout().await;
+    let password = common::write_secret(dir.path(), "pw", &lab.password);
+    let port = lab.imaps_port.to_string();
+    let args = [
+        "mailbox",
+        "add-imap",
+        "hotimap",
+        "--host",
+        &lab.host,
+        "--port",
+        &port,
+        "--username",
+        &lab.user("support"),
+        "--password-file",
+        password.to_str().expect("utf8"),
+        "--ca-file",
+        lab.ca_file.to_str().expect("utf8"),
+        "--folder",
+        &folder,
+    ];
+    let added = inboxd(&config, &args).output().expect("add-imap");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(20), || async {
+            count(&data).await == 2
+        })
+        .await,
+        "the IMAP mailbox is synced without a restart"
+    );
+    let status = cli_json(&config, &["mailbox", "status", "hotimap", "--json"]);
+    assert_eq!(status[0]["status"], "ok", "{status}");
+    assert_eq!(status[0]["origin"], "admin", "{status}");
+    let database = [
+        std::fs::read(data.join("inboxd.db")).unwrap_or_default(),
+        std::fs::read(data.join("inboxd.db-wal")).unwrap_or_default(),
+    ]
+    .concat();
+    let needle = lab.password.as_bytes();
+    assert!(
+        !database.windows(needle.len()).any(|w| w == needle),
+        "the password is sealed, never stored in the clear"
+    );
+    // Removal refuses to drop stored mail unless asked, then stops the task and deletes its data.
+    let refused = inboxd(&config, &["mailbox", "remove", "extra"])
+        .output()
+        .expect("remove");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--delete-messages"));
+    let removed = inboxd(
+        &config,
+        &["mailbox", "remove", "extra", "--delete-messages"],
+    )
+    .output()
+    .expect("remove");
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(10), || async {
+            count(&data).await == 1
+        })
+        .await
+    );
+    let list = cli_json(&config, &["mailbox", "list", "--json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    signal(&daemon, "TERM");
+    let status = wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn oversize_and_big_messages_are_stored_not_dropped() {
+    let Some(lab) = common::lab() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = common::unique("t-");
+    let mut client = lab.client("support").await;
+    client.create_folder(&folder).await.expect("folder");
+    let line = format!("{}\r\n", "b".repeat(998));
+    let big_body: String = std::iter::repeat_n(line.as_str(), 30_000).collect(); // ~30 MB
+    let big = common::message("big@size", "big one", "big@example.org", &big_body);
+    let small = common::message("small@size", "small one", "s@example.org", "tiny");
+    client.append(&folder, &big).await.expect("append big");
+    client.append(&folder, &small).await.expect("append small");
+    client.logout().await;
+    let table = lab.mailbox_toml(dir.path(), "support", "support", &folder);
+    let data = dir.path().join("data");
+    let config = dir.path().join("inboxd.toml");
+    // First with a 1 MB cap: the big one is kept as a flagged header-only record.
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[ingest]\nmax_message_bytes = 1048576\n{table}",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let report = cli_json(&config, &["sync", "--once", "--json"]);
+    assert_eq!(report[0]["stored"], 2, "{report}");
+    assert_eq!(report[0]["flagged"], 1, "{report}");
+    let url = format!("sqlite://{}", data.join("inboxd.db").display());
+    let store = Store::connect(&url, &data.join("blobs"))
+        .await
+        .expect("store");
+    let rows = message::Entity::find().all(&store.db).await.expect("rows");
+    let oversize = rows
+        .iter()
+        .find(|row| row.status == "oversize")
+        .expect("flagged record");
+    assert_eq!(
+        oversize.raw_size as usize,
+        big.len(),
+        "the record keeps the real size"
+    );
+    drop(store);
+    // Then with the default cap, in a fresh data dir: the 30 MB message is stored in full.
+    let data2 = dir.path().join("data2");
+    std::fs::write(
+        &config,
+        format!("data_dir = \"{}\"\n{table}", data2.display()),
+    )
+    .expect("config");
+    let output = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(common::binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["sync", "--once", "--json"])
+        .output();
+    let output = match output {
+        Ok(output) => output,
+        Err(_) => inboxd(&config, &["sync", "--once", "--json"])
+            .output()
+            .expect("sync"),
+    };
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        (report[0]["stored"].as_u64(), report[0]["flagged"].as_u64()),
+        (Some(2), Some(0)),
+        "{report}"
+    );
+    if let Some(rss) = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .find(|line| line.contains("Maximum resident set size"))
+    {
+        eprintln!("30 MB message ingest: {}", rss.trim());
+    }
+    let url = format!("sqlite://{}", data2.join("inboxd.db").display());
+    let store = Store::connect(&url, &data2.join("blobs"))
+        .await
+        .expect("store");
+    let key = inboxd::crypto::load_key_file(&data2.join("master.key"))
+        .expect("key")
+        .key;
+    let rows = message::Entity::find().all(&store.db).await.expect("rows");
+    let row = rows
+        .iter()
+        .find(|row| row.raw_size as usize == big.len())
+        .expect("big row");
+    let raw = inboxd::store::read::raw_message(&store.db, &key, store.blob_dir(), row.id)
+        .await
+        .expect("raw");
+    assert_eq!(raw, big, "the 30 MB message round-trips byte for byte");
+}

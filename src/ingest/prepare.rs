@@ -19,6 +19,25 @@ pub const STATUS_UNPARSED: &str = "unparsed";
 /// Larger than `ingest.max_message_bytes`: only its headers were fetched and stored.
 pub const STATUS_OVERSIZE: &str = "oversize";
 
+/// Text and HTML bodies are sealed for reading up to this size each; the complete message is always kept
+/// in the raw blob. Bounds the memory one huge message takes while it is prepared.
+pub const MAX_STORED_BODY: usize = 4 * 1024 * 1024;
+
+/// Messages larger than this are not probed for a delivery report.
+const DSN_PROBE_LIMIT: usize = 4 * 1024 * 1024;
+
+fn truncate_text(mut text: String) -> String {
+    if text.len() > MAX_STORED_BODY {
+        let mut end = MAX_STORED_BODY;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.shrink_to_fit();
+    }
+    text
+}
+
 /// A message ready to be committed: every mail-derived value is sealed or hashed.
 pub struct PreparedMessage {
     pub id: Uuid,
@@ -119,7 +138,7 @@ pub fn prepare(
 ) -> Result<PreparedMessage, IngestError> {
     let id = Uuid::now_v7();
     let content_key = DataKey::generate();
-    let parsed = parse::parse_message(&message.raw);
+    let mut parsed = parse::parse_message(&message.raw);
     let keys = parse::thread_keys(&parsed);
     let hash = |domain: &str, value: &str| hasher.hash(domain, value.as_bytes()).to_hex();
 
@@ -180,8 +199,8 @@ pub fn prepare(
         references: parsed.references.clone(),
     };
     let body = StoredBody {
-        text: parsed.text_body.clone(),
-        html: parsed.html_body.clone(),
+        text: truncate_text(std::mem::take(&mut parsed.text_body)),
+        html: parsed.html_body.take().map(truncate_text),
     };
     let header_sealed = content_key.seal(&to_json(&headers)?, &message_aad("message.header", &id));
     let body_sealed = content_key.seal(&to_json(&body)?, &message_aad("message.body", &id));
@@ -198,8 +217,9 @@ pub fn prepare(
     writer.write_all(&message.raw)?;
     writer.finish()?;
 
-    let is_bounce =
-        parse::dsn::delivery_report(&message.raw).is_some_and(|report| report.is_bounce);
+    // Delivery reports are small; a second parse of a huge message would only cost memory.
+    let is_bounce = message.raw.len() <= DSN_PROBE_LIMIT
+        && parse::dsn::delivery_report(&message.raw).is_some_and(|report| report.is_bounce);
     Ok(PreparedMessage {
         id,
         origin: message.origin,
