@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sea_orm::ConnectionTrait;
 use tokio::sync::{Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,6 +15,7 @@ use crate::crypto::{self, MasterKey};
 use crate::ingest::commit::{Ingestor, sweep_orphans};
 use crate::ingest::supervisor::{MailboxSet, Supervisor};
 use crate::lock::DataDirLock;
+use crate::service::{Heartbeat, Notifier, watchdog_task};
 use crate::store::settings::{self, KeyCheck};
 use crate::store::{Store, redact_url};
 
@@ -85,6 +87,7 @@ pub fn load_master_key(source: &KeySource) -> anyhow::Result<MasterKey> {
 /// the one this database was written with.
 pub async fn open(config: &Config) -> anyhow::Result<Opened> {
     prepare_data_dir(&config.data_dir)?;
+    crate::service::check_free_space(&config.data_dir, crate::service::MIN_FREE_BYTES)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
     let master = load_master_key(&config.key)?;
     std::fs::create_dir_all(config.blob_dir())
@@ -124,6 +127,8 @@ pub async fn run(
     shutdown: CancellationToken,
     reload: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
+    notifier.status("opening the data directory");
     let opened = open(&config).await?;
     let swept = sweep_orphans(&opened.store).await?;
     if swept > 0 {
@@ -137,10 +142,12 @@ pub async fn run(
     };
     let ingestor = Ingestor::new(opened.store.clone(), Arc::clone(&opened.master));
     let ingest_cancel = shutdown.child_token();
+    let supervisor_beat = Heartbeat::default();
     let supervisor = Supervisor {
         ingestor,
         mailboxes: mailboxes.clone(),
         tracker: tracker.clone(),
+        heartbeat: supervisor_beat.clone(),
     };
     tracker.spawn(supervisor.run(ingest_cancel.clone()));
     if let Some(reload) = reload {
@@ -151,12 +158,29 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    let main_beat = Heartbeat::default();
+    let watchdog_cancel = shutdown.child_token();
+    let probe = opened.store.clone();
+    tracker.spawn(watchdog_task(
+        notifier.clone(),
+        main_beat.clone(),
+        watchdog_cancel.clone(),
+        move || {
+            let probe = probe.clone();
+            async move { probe.db.execute_unprepared("SELECT 1").await.is_ok() }
+        },
+    ));
     info!(
         data_dir = %config.data_dir.display(),
         mailboxes = config.mailboxes.len(),
         "inboxd running"
     );
-    shutdown.cancelled().await;
+    notifier.ready(&format!(
+        "running; {} mailboxes configured",
+        config.mailboxes.len()
+    ));
+    main_loop(&shutdown, &supervisor_beat, &main_beat).await;
+    notifier.stopping();
     info!("shutting down: stopping mailbox tasks");
     ingest_cancel.cancel();
     tracker.close();
@@ -172,6 +196,24 @@ pub async fn run(
     info!("stopped");
     Ok(())
 }
+
+/// The daemon's main loop: beats while the ingest supervisor is alive (it reconciles every few seconds),
+/// so the watchdog stops being pinged if the supervisor wedges.
+async fn main_loop(shutdown: &CancellationToken, supervisor: &Heartbeat, main: &Heartbeat) {
+    main.beat();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if supervisor.age() < SUPERVISOR_STALL {
+            main.beat();
+        }
+    }
+}
+
+/// A supervisor that has not turned for this long is considered wedged.
+const SUPERVISOR_STALL: Duration = Duration::from_secs(30);
 
 /// Re-reads the config file when notified (SIGHUP): mailboxes and ingest settings change in place; the
 /// supervisor restarts only the mailboxes whose settings changed.
@@ -194,6 +236,9 @@ async fn reload_on_signal(
             Ok(fresh) => {
                 *mailboxes.from_config.write().await = fresh.mailboxes.clone();
                 *mailboxes.ingest.write().await = fresh.ingest.clone();
+                if let Err(err) = crate::logging::set_level(&fresh.log_level) {
+                    warn!(error = %err, "log level not changed");
+                }
                 mailboxes.changed.notify_one();
                 info!(path = %path.display(), mailboxes = fresh.mailboxes.len(), "configuration reloaded");
             }

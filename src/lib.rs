@@ -13,4 +13,5 @@ pub mod ingest;
 pub mod lock;
 pub mod logging;
 pub mod parse;
+pub mod service;
 pub mod store;

@@ -518,3 +518,29 @@ async fn replies_join_their_conversation_even_out_of_order() {
         opened.store.clone().close().await.expect("close");
     }
 }
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in common::backends(dir.path()).await {
+        let config = common::config(dir.path(), &backend.url, "");
+        let opened = app::open(&config).await.expect("open");
+        opened
+            .store
+            .db
+            .execute_unprepared(
+                "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m29990101_000001_from_the_future', 0)",
+            )
+            .await
+            .expect("pretend a newer binary migrated");
+        opened.store.clone().close().await.expect("close");
+        drop(opened);
+        let err = app::open(&config).await.err().expect("refused");
+        assert!(
+            format!("{err:#}").contains("newer than this binary"),
+            "{}: {err:#}",
+            backend.name
+        );
+        std::fs::remove_file(dir.path().join("master.key")).ok();
+    }
+}

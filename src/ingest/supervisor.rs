@@ -50,6 +50,8 @@ pub struct Supervisor {
     pub ingestor: Ingestor,
     pub mailboxes: MailboxSet,
     pub tracker: TaskTracker,
+    /// Beaten on every turn of the reconcile loop; read by the daemon's main loop.
+    pub heartbeat: crate::service::Heartbeat,
 }
 
 impl Supervisor {
@@ -57,6 +59,7 @@ impl Supervisor {
     pub async fn run(self, cancel: CancellationToken) {
         let mut running: HashMap<String, Running> = HashMap::new();
         loop {
+            self.heartbeat.beat();
             match self.desired().await {
                 Ok(desired) => self.reconcile(&mut running, desired, &cancel).await,
                 Err(err) => warn!(error = %err, "cannot read mailboxes; keeping the running set"),

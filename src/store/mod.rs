@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteAutoVacuum, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +124,19 @@ impl Store {
             .iter()
             .map(|migration| migration.name().to_string())
             .collect();
-        let applied = Migrator::get_applied_migrations(&self.db).await?;
+        // Read the table directly: sea-orm's own check fails with a generic error on unknown rows.
+        let backend = self.backend();
+        let applied = self
+            .db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT version FROM seaql_migrations",
+            ))
+            .await
+            .unwrap_or_default(); // no table yet: a fresh database
         let unknown: Vec<String> = applied
             .iter()
-            .map(|migration| migration.name().to_string())
+            .filter_map(|row| row.try_get::<String>("", "version").ok())
             .filter(|name| !known.contains(name))
             .collect();
         if !unknown.is_empty() {
