@@ -422,3 +422,41 @@ async fn mail_sent_through_postfix_is_ingested_from_dovecot() {
         "the message went Postfix → Dovecot LMTP → inboxd exactly once"
     );
 }
+
+#[tokio::test]
+async fn after_fetch_moves_server_copies_only_once_stored() {
+    let Some(lab) = common::lab() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let messages = numbered(&common::unique("move"), 4);
+    let folder = fresh_folder(&lab, "support", &messages).await;
+    let archive = format!("{folder}-archive");
+    let mut client = lab.client("support").await;
+    client
+        .create_folder(&archive)
+        .await
+        .expect("archive folder");
+    client.logout().await;
+    let table = format!(
+        "{}after_fetch = \"move\"\nmove_to = \"{archive}\"\n",
+        lab.mailbox_toml(dir.path(), "support", "support", &folder)
+    );
+    let url = format!("sqlite://{}", dir.path().join("inboxd.db").display());
+    let config = common::config(dir.path(), &url, &table);
+    let opened = app::open(&config).await.expect("open");
+    let sync = imap_sync(&config, &opened, 0).await;
+    let report = sync
+        .sync_once(&CancellationToken::new())
+        .await
+        .expect("sync");
+    assert_eq!(report.stored, 4, "{report:?}");
+    let mut client = lab.client("support").await;
+    let source = client.select(&folder).await.expect("select");
+    assert_eq!(
+        source.exists, 0,
+        "every stored message left the watched folder"
+    );
+    let target = client.select(&archive).await.expect("select archive");
+    assert_eq!(target.exists, 4, "and sits in the archive folder");
+    client.logout().await;
+    assert_eq!(stored(&opened.store.db).await, 4);
+}

@@ -31,7 +31,9 @@ pub fn free_bytes(path: &Path) -> Result<u64, ServiceError> {
         path: path.display().to_string(),
         message: err.to_string(),
     })?;
-    Ok(stats.blocks_available().saturating_mul(stats.fragment_size()))
+    Ok(stats
+        .blocks_available()
+        .saturating_mul(stats.fragment_size()))
 }
 
 /// Refuses a data directory on a (nearly) full disk.
