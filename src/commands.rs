@@ -318,6 +318,7 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
                 }),
                 retention_days: None,
                 enabled: true,
+                outgoing: None,
             };
             refuse_config_name(&store, &name).await?;
             mailboxes::save_admin(&store.db, &master, &config, Some(&password)).await?;
@@ -333,6 +334,7 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
                 source: MailboxSource::Maildir { path },
                 retention_days: None,
                 enabled: true,
+                outgoing: None,
             };
             mailboxes::save_admin(&store.db, &master, &config, None).await?;
             println!("mailbox {name} saved; a running daemon starts syncing it within seconds");

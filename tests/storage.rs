@@ -296,6 +296,7 @@ async fn migrations_are_idempotent_and_checkpoints_round_trip() {
             },
             retention_days: Some(30),
             enabled: true,
+            outgoing: None,
         };
         let id = mailboxes::upsert_from_config(&opened.store.db, &mailbox)
             .await

@@ -92,4 +92,30 @@ pub struct MailboxFile {
     /// Days a conversation is kept after its last activity; absent = forever.
     pub retention_days: Option<u32>,
     pub enabled: Option<bool>,
+    // --- outgoing (replies) ---
+    /// The mailbox's own address: From of replies, and the domain of their Message-IDs.
+    pub address: Option<String>,
+    /// Display name used in From of replies.
+    pub display_name: Option<String>,
+    /// `[mailbox.smtp]`: how replies are sent.
+    pub smtp: Option<SmtpFile>,
+}
+
+/// `[mailbox.smtp]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `implicit` (default, port 465) or `starttls` (port 587).
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// Plain-text SMTP, for loopback tests only.
+    pub insecure: Option<bool>,
+    /// Envelope sender `local+tag@domain` so bounces name the message they belong to (default true).
+    pub verp: Option<bool>,
 }

@@ -97,6 +97,30 @@ pub enum MailboxSource {
     Maildir { path: PathBuf },
 }
 
+/// How replies of a mailbox are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsSetting,
+    pub username: Option<String>,
+    pub password: Option<PasswordSource>,
+    pub ca_file: Option<PathBuf>,
+    /// Plain-text SMTP; only for loopback tests.
+    pub insecure: bool,
+    /// Use a VERP-style envelope sender (`local+tag@domain`).
+    pub verp: bool,
+}
+
+/// The sending side of a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The mailbox's address (From of replies).
+    pub address: String,
+    pub display_name: Option<String>,
+    pub smtp: SmtpConfig,
+}
+
 /// A connected mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxConfig {
@@ -104,6 +128,8 @@ pub struct MailboxConfig {
     pub source: MailboxSource,
     pub retention_days: Option<u32>,
     pub enabled: bool,
+    /// Reply settings; `None` when the mailbox only receives.
+    pub outgoing: Option<Outgoing>,
 }
 
 /// Ingest tuning.

@@ -8,7 +8,7 @@ use super::file::{ConfigFile, MailboxFile};
 use super::secrets::read_secret_env;
 use super::{
     AfterFetch, Config, ConfigError, ImapMailbox, IngestConfig, KeySource, LogFormat,
-    MailboxConfig, MailboxSource, PasswordSource, TlsSetting,
+    MailboxConfig, MailboxSource, Outgoing, PasswordSource, SmtpConfig, TlsSetting,
 };
 
 /// Default API address: loopback only.
@@ -180,12 +180,122 @@ fn validate_mailbox(
             return None;
         }
     };
+    let outgoing = validate_outgoing(&file, &name, problems);
     Some(MailboxConfig {
         name,
         source,
         retention_days: file.retention_days,
         enabled: file.enabled.unwrap_or(true),
+        outgoing,
     })
+}
+
+fn validate_outgoing(
+    file: &MailboxFile,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Option<Outgoing> {
+    let key = |field: &str| format!("mailbox `{name}` key `{field}`");
+    let smtp = file.smtp.as_ref();
+    let address = match (&file.address, smtp) {
+        (None, None) => return None,
+        (None, Some(_)) => {
+            problems.push(format!(
+                "{}: a mailbox that sends replies needs its own address",
+                key("address")
+            ));
+            return None;
+        }
+        (Some(address), _) if !looks_like_address(address) => {
+            problems.push(format!(
+                "{}: expected an address like support@example.com, got `{address}`",
+                key("address")
+            ));
+            return None;
+        }
+        (Some(_), None) => {
+            problems.push(format!(
+                "{}: add a [mailbox.smtp] table with at least `host` to send replies",
+                key("smtp")
+            ));
+            return None;
+        }
+        (Some(address), Some(_)) => address.clone(),
+    };
+    let smtp = smtp?;
+    let before = problems.len();
+    let host = smtp.host.clone().unwrap_or_else(|| {
+        problems.push(format!("{}: needs a host", key("smtp.host")));
+        String::new()
+    });
+    let tls = match smtp.tls.as_deref() {
+        None | Some("implicit") => TlsSetting::Implicit,
+        Some("starttls") => TlsSetting::StartTls,
+        Some(other) => {
+            problems.push(format!(
+                "{}: expected `implicit` or `starttls`, got `{other}`",
+                key("smtp.tls")
+            ));
+            TlsSetting::Implicit
+        }
+    };
+    let insecure = smtp.insecure.unwrap_or(false);
+    let port = smtp.port.unwrap_or(match (tls, insecure) {
+        (TlsSetting::Implicit, false) => 465,
+        _ => 587,
+    });
+    if smtp.password.is_some() {
+        problems.push(format!(
+            "{}: inline passwords are not accepted; use `password_file` (mode 0600) or `password_env`",
+            key("smtp.password")
+        ));
+    }
+    let password = match (&smtp.password_file, &smtp.password_env) {
+        (Some(path), None) => Some(PasswordSource::File(path.clone())),
+        (None, Some(variable)) => Some(PasswordSource::Env(variable.clone())),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            problems.push(format!(
+                "{}: set only one of `password_file` or `password_env`",
+                key("smtp.password_file")
+            ));
+            None
+        }
+    };
+    if password.is_some() != smtp.username.is_some() {
+        problems.push(format!(
+            "{}: `username` and a password go together",
+            key("smtp.username")
+        ));
+    }
+    if problems.len() != before {
+        return None;
+    }
+    Some(Outgoing {
+        address,
+        display_name: file.display_name.clone(),
+        smtp: SmtpConfig {
+            host,
+            port,
+            tls,
+            username: smtp.username.clone(),
+            password,
+            ca_file: smtp.ca_file.clone(),
+            insecure,
+            verp: smtp.verp.unwrap_or(true),
+        },
+    })
+}
+
+fn looks_like_address(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ','))
 }
 
 fn validate_imap(

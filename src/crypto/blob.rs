@@ -197,7 +197,17 @@ impl BlobWriter {
     /// Seals the last chunk, fsyncs the file, renames it to the final path and fsyncs the
     /// directory, so the blob exists completely or not at all after a crash. An existing file at
     /// the final path is replaced.
-    pub fn finish(mut self) -> Result<BlobInfo> {
+    pub fn finish(self) -> Result<BlobInfo> {
+        self.finish_with(true)
+    }
+
+    /// Like [`finish`](Self::finish) but without fsync: for callers that write many blobs and then
+    /// make them durable at once (one `syncfs` per batch) before anything refers to them.
+    pub fn finish_unsynced(self) -> Result<BlobInfo> {
+        self.finish_with(false)
+    }
+
+    fn finish_with(mut self, durable: bool) -> Result<BlobInfo> {
         if self.failed {
             return Err(self.poisoned());
         }
@@ -207,13 +217,17 @@ impl BlobWriter {
             .clone()
             .expect("temp path is set until finish");
         let file = self.file.take().expect("file is open until finish");
-        file.sync_all()
-            .map_err(|e| CryptoError::io(&temp_path, e))?;
+        if durable {
+            file.sync_all()
+                .map_err(|e| CryptoError::io(&temp_path, e))?;
+        }
         drop(file);
         fs::rename(&temp_path, &self.final_path)
             .map_err(|e| CryptoError::io(&self.final_path, e))?;
         self.temp_path = None;
-        sync_parent_dir(&self.final_path)?;
+        if durable {
+            sync_parent_dir(&self.final_path)?;
+        }
         Ok(BlobInfo {
             plaintext_len: self.plaintext_len,
             ciphertext_len: self.ciphertext_len,

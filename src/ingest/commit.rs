@@ -119,6 +119,9 @@ impl Ingestor {
         prepared: &[PreparedMessage],
         checkpoint: Option<(&str, Checkpoint)>,
     ) -> Result<(SyncReport, Vec<String>), StoreError> {
+        if !prepared.is_empty() {
+            make_durable(self.store.blob_dir()).await?;
+        }
         let transaction = self.store.db.begin().await?;
         let mut report = SyncReport::default();
         let mut duplicates = Vec::new();
@@ -155,6 +158,25 @@ impl Ingestor {
             prepared.iter().map(|message| &message.blob_relative),
         );
     }
+}
+
+/// Flushes every blob file written so far to disk with one `syncfs(2)` (contents and directory entries
+/// alike), instead of two fsyncs per file: the rows that refer to them are committed only afterwards.
+async fn make_durable(blob_dir: &Path) -> Result<(), StoreError> {
+    let dir = blob_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let handle = std::fs::File::open(&dir)?;
+        nix::unistd::syncfs(&handle).map_err(std::io::Error::from)
+    })
+    .await
+    .map_err(|err| StoreError::Blob {
+        path: blob_dir.to_path_buf(),
+        message: err.to_string(),
+    })?
+    .map_err(|err| StoreError::Blob {
+        path: blob_dir.to_path_buf(),
+        message: format!("cannot flush blob files to disk: {err}"),
+    })
 }
 
 fn remove_blobs<'a>(blob_dir: &Path, relative: impl Iterator<Item = &'a String>) {

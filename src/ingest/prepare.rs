@@ -215,7 +215,8 @@ pub fn prepare(
         &message_aad("message.raw", &id),
     )?;
     writer.write_all(&message.raw)?;
-    writer.finish()?;
+    // Made durable for the whole batch at once (`commit::make_durable`) before the commit refers to it.
+    writer.finish_unsynced()?;
 
     // Delivery reports are small; a second parse of a huge message would only cost memory.
     let is_bounce = message.raw.len() <= DSN_PROBE_LIMIT

@@ -250,6 +250,7 @@ pub fn admin_config(key: &MasterKey, row: &mailbox::Model) -> Result<MailboxConf
         source,
         retention_days: row.retention_days.and_then(|days| u32::try_from(days).ok()),
         enabled: row.enabled,
+        outgoing: None,
     })
 }
 

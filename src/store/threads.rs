@@ -81,6 +81,8 @@ pub async fn resolve(
     if let Some(own) = &message.message_id_hash {
         id_hashes.push(own.clone());
     }
+    id_hashes.sort();
+    id_hashes.dedup();
     let mut found: BTreeSet<Uuid> = BTreeSet::new();
     if !id_hashes.is_empty() {
         let rows = thread_id::Entity::find()
@@ -101,12 +103,13 @@ pub async fn resolve(
         1 => *found.first().expect("one element"),
         _ => merge_all(db, master, found.into_iter().collect()).await?,
     };
-    for hash in id_hashes {
-        thread_id::Entity::insert(thread_id::ActiveModel {
+    if !id_hashes.is_empty() {
+        // One statement for all ids; ids another conversation already owns keep their owner.
+        thread_id::Entity::insert_many(id_hashes.into_iter().map(|hash| thread_id::ActiveModel {
             mailbox_id: Set(mailbox_id),
             id_hash: Set(hash),
             conversation_id: Set(conversation_id),
-        })
+        }))
         .on_conflict(
             OnConflict::columns([thread_id::Column::MailboxId, thread_id::Column::IdHash])
                 .do_nothing()
