@@ -12,9 +12,11 @@ use tracing::{info, warn};
 
 use crate::config::{Config, KeySource};
 use crate::crypto::{self, MasterKey};
+use crate::delivery::sender::Sender;
 use crate::ingest::commit::{Ingestor, sweep_orphans};
 use crate::ingest::supervisor::{MailboxSet, Supervisor};
 use crate::lock::DataDirLock;
+use crate::search::indexer::{IndexHandle, catch_up, open_index};
 use crate::service::{Heartbeat, Notifier, watchdog_task};
 use crate::store::settings::{self, KeyCheck};
 use crate::store::{Store, redact_url};
@@ -140,7 +142,21 @@ pub async fn run(
         ingest: Arc::new(RwLock::new(config.ingest.clone())),
         changed: Arc::new(Notify::new()),
     };
-    let ingestor = Ingestor::new(opened.store.clone(), Arc::clone(&opened.master));
+    notifier.status("opening the search index");
+    let (index, rebuilt) = open_index(&config.index_dir(), &opened.master)?;
+    if rebuilt {
+        warn!("the search index was unreadable and is rebuilt from the store in the background");
+    }
+    let (index_handle, index_thread) = IndexHandle::start(index)?;
+    let ingestor = Ingestor::new(opened.store.clone(), Arc::clone(&opened.master))
+        .with_index(index_handle.clone());
+    let catch_up_cancel = shutdown.child_token();
+    tracker.spawn(keep_index_complete(
+        opened.store.clone(),
+        Arc::clone(&opened.master),
+        index_handle.clone(),
+        catch_up_cancel.clone(),
+    ));
     let ingest_cancel = shutdown.child_token();
     let supervisor_beat = Heartbeat::default();
     let supervisor = Supervisor {
@@ -150,6 +166,15 @@ pub async fn run(
         heartbeat: supervisor_beat.clone(),
     };
     tracker.spawn(supervisor.run(ingest_cancel.clone()));
+    let sender = Sender {
+        ingestor: Ingestor::new(opened.store.clone(), Arc::clone(&opened.master)),
+        mailboxes: mailboxes.clone(),
+        policy: config.outbox.clone(),
+        wake: Arc::new(Notify::new()),
+        timeout: config.ingest.network_timeout,
+    };
+    let outbox_cancel = shutdown.child_token();
+    tracker.spawn(sender.run(outbox_cancel.clone()));
     if let Some(reload) = reload {
         tracker.spawn(reload_on_signal(
             config.clone(),
@@ -181,8 +206,9 @@ pub async fn run(
     ));
     main_loop(&shutdown, &supervisor_beat, &main_beat).await;
     notifier.stopping();
-    info!("shutting down: stopping mailbox tasks");
+    info!("shutting down: stopping mailbox tasks and the outbox");
     ingest_cancel.cancel();
+    outbox_cancel.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
         .await
@@ -190,12 +216,47 @@ pub async fn run(
     {
         warn!("tasks did not stop in time; their uncommitted batches roll back");
     }
+    catch_up_cancel.cancel();
+    info!("flushing the search index");
+    if let Err(err) = index_handle.flush().await {
+        warn!(error = %err, "final index commit failed; missing documents are indexed at the next start");
+    }
+    drop(index_handle);
+    let _ = tokio::task::spawn_blocking(move || index_thread.join()).await;
     info!("closing the store");
     opened.store.close().await?;
     drop(opened.lock);
     info!("stopped");
     Ok(())
 }
+
+/// Indexes what the store has and the index lacks: at start (after a crash or into a rebuilt index)
+/// and then every [`CATCH_UP_EVERY`] for messages stored by other processes (replies queued from the
+/// CLI).
+async fn keep_index_complete(
+    store: Store,
+    master: Arc<MasterKey>,
+    index: IndexHandle,
+    cancel: CancellationToken,
+) {
+    loop {
+        match catch_up(&store, &master, &index, Some(&cancel), |_, _| {}).await {
+            Ok(0) => {}
+            Ok(count) => info!(
+                messages = count,
+                "indexed messages missing from the search index"
+            ),
+            Err(err) => warn!(error = %err, "index catch-up failed; retrying later"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(CATCH_UP_EVERY) => {}
+        }
+    }
+}
+
+/// How often the index is checked against the store.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
 
 /// The daemon's main loop: beats while the ingest supervisor is alive (it reconciles every few seconds),
 /// so the watchdog stops being pinged if the supervisor wedges.

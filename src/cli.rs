@@ -58,6 +58,52 @@ pub enum Command {
         #[arg(long)]
         new_key_file: PathBuf,
     },
+    /// List conversations (newest activity first).
+    Conversations {
+        /// Only this mailbox.
+        #[arg(long)]
+        mailbox: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one conversation, decrypted: messages, attachments and delivery events.
+    Show {
+        conversation: uuid::Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reply to a conversation: the reply is stored and queued; the daemon sends it.
+    Reply {
+        conversation: uuid::Uuid,
+        /// File holding the reply text (UTF-8); `-` reads standard input.
+        #[arg(long)]
+        body_file: PathBuf,
+        /// Recipients (repeatable); default: the sender of the latest message.
+        #[arg(long)]
+        to: Vec<String>,
+        #[arg(long)]
+        cc: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search conversations with the Gmail-like query language (see README).
+    Search {
+        /// The query, e.g. `from:alice "order 123" -is:closed`.
+        query: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Order by relevance instead of newest first.
+        #[arg(long)]
+        relevance: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the search index from the store (the daemon must be stopped).
+    Reindex,
     /// Master key utilities.
     Key {
         #[command(subcommand)]

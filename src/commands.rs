@@ -48,6 +48,32 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             sync_once(&config, mailbox.as_deref(), json).await
         }
         Command::Mailbox { action } => mailbox_command(&config, action).await,
+        Command::Search {
+            query,
+            limit,
+            offset,
+            relevance,
+            json,
+        } => crate::commands_search::search(&config, &query, limit, offset, relevance, json).await,
+        Command::Reindex => crate::commands_search::reindex(&config).await,
+        Command::Conversations {
+            mailbox,
+            limit,
+            json,
+        } => crate::commands_conversations::list(&config, mailbox.as_deref(), limit, json).await,
+        Command::Show { conversation, json } => {
+            crate::commands_conversations::show(&config, conversation, json).await
+        }
+        Command::Reply {
+            conversation,
+            body_file,
+            to,
+            cc,
+            json,
+        } => {
+            crate::commands_conversations::reply(&config, conversation, &body_file, to, cc, json)
+                .await
+        }
         Command::RotateKey { new_key_file } => rotate_key(&config, &new_key_file).await,
         Command::Key {
             action: KeyAction::Generate { out },
@@ -244,12 +270,21 @@ fn print_reports(reports: &[SyncReport], json: bool) -> anyhow::Result<()> {
 }
 
 /// Opens the store without taking the data directory lock, for commands that may run beside the daemon.
-async fn open_shared(config: &Config) -> anyhow::Result<(Store, MasterKey)> {
+pub(crate) async fn open_shared(config: &Config) -> anyhow::Result<(Store, MasterKey)> {
+    app::prepare_data_dir(&config.data_dir)?;
     let master = app::load_master_key(&config.key)?;
     let store = Store::connect(&config.database_url, &config.blob_dir())
         .await
         .context("config key `database`")?;
-    store.migrate().await?;
+    // Only one process migrates: the daemon when it runs (it holds the lock), else this command.
+    match crate::lock::DataDirLock::acquire(&config.data_dir) {
+        Ok(lock) => {
+            store.migrate().await?;
+            drop(lock);
+        }
+        Err(crate::lock::LockError::Busy { .. }) => {}
+        Err(err) => return Err(err.into()),
+    }
     settings::check_master_key(&store.db, &master)
         .await
         .context("the master key does not match this database")?;

@@ -84,3 +84,32 @@ fn every_fixture_message_goes_through_the_pipeline() {
         "no message takes unbounded time"
     );
 }
+
+#[test]
+fn the_report_prefilter_lets_every_labelled_report_through() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bounces");
+    let mut missed = Vec::new();
+    let mut checked = 0;
+    for (labels, folder) in [
+        ("bounces-sisimai.json", "sisimai"),
+        ("bounces-flanker.json", "flanker"),
+    ] {
+        let path = root.join(labels);
+        let text = std::fs::read(&path).expect("labels");
+        let value: serde_json::Value = serde_json::from_slice(&text).expect("labels");
+        for (file, _label) in value["messages"].as_object().expect("messages") {
+            let raw = std::fs::read(root.join(folder).join(file)).expect("fixture");
+            let parsed = parse::parse_message(&raw);
+            let is_report = parse::dsn::delivery_report(&raw).is_some();
+            checked += 1;
+            if is_report && !prepare::may_be_report(&parsed) {
+                missed.push(file.clone());
+            }
+        }
+    }
+    assert!(checked > 150, "labels found ({checked})");
+    assert!(
+        missed.is_empty(),
+        "the prefilter hides these reports: {missed:?}"
+    );
+}

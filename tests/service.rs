@@ -185,7 +185,7 @@ async fn sigterm_mid_sync_exits_in_time_and_loses_nothing() {
     let started = Instant::now();
     signal(&daemon, "TERM");
     let status =
-        wait_exit(&mut daemon, Duration::from_secs(15)).expect("exits within the stop timeout");
+        wait_exit(&mut daemon, Duration::from_secs(30)).expect("exits within TimeoutStopSec=30s");
     eprintln!(
         "exit after {:?} with {at_signal} of {total} stored at SIGTERM",
         started.elapsed()

@@ -21,6 +21,8 @@ pub struct ConfigFile {
     pub api: ApiFile,
     #[serde(default)]
     pub ingest: IngestFile,
+    #[serde(default)]
+    pub outbox: OutboxFile,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxFile>,
 }
@@ -59,6 +61,16 @@ pub struct IngestFile {
     pub max_backoff_secs: Option<u64>,
     /// Use IMAP IDLE when the server offers it.
     pub idle: Option<bool>,
+}
+
+/// `[outbox]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxFile {
+    /// First retry delay after a temporary failure, in seconds; doubles per attempt (capped at 1 h).
+    pub retry_base_secs: Option<u64>,
+    /// Attempts before a recipient is given up (event `failed`).
+    pub max_attempts: Option<u32>,
 }
 
 /// One `[[mailbox]]` table.

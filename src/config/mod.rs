@@ -156,6 +156,22 @@ impl Default for IngestConfig {
     }
 }
 
+/// Outbox retry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    pub retry_base: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            retry_base: Duration::from_secs(60),
+            max_attempts: 8,
+        }
+    }
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Clone)]
 pub struct Config {
@@ -168,6 +184,7 @@ pub struct Config {
     pub log_level: String,
     pub api_listen: SocketAddr,
     pub ingest: IngestConfig,
+    pub outbox: OutboxConfig,
     pub mailboxes: Vec<MailboxConfig>,
 }
 

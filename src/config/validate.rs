@@ -8,7 +8,7 @@ use super::file::{ConfigFile, MailboxFile};
 use super::secrets::read_secret_env;
 use super::{
     AfterFetch, Config, ConfigError, ImapMailbox, IngestConfig, KeySource, LogFormat,
-    MailboxConfig, MailboxSource, Outgoing, PasswordSource, SmtpConfig, TlsSetting,
+    MailboxConfig, MailboxSource, OutboxConfig, Outgoing, PasswordSource, SmtpConfig, TlsSetting,
 };
 
 /// Default API address: loopback only.
@@ -76,6 +76,10 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         SocketAddr::from(([127, 0, 0, 1], 8025))
     });
     let ingest = validate_ingest(&file.ingest, &mut problems);
+    let outbox = OutboxConfig {
+        retry_base: Duration::from_secs(file.outbox.retry_base_secs.unwrap_or(60).max(1)),
+        max_attempts: file.outbox.max_attempts.unwrap_or(8).max(1),
+    };
 
     let mut names = HashSet::new();
     let mut mailboxes = Vec::new();
@@ -105,6 +109,7 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         log_level,
         api_listen,
         ingest,
+        outbox,
         mailboxes,
     })
 }

@@ -11,6 +11,7 @@ use super::prepare::{self, PreparedMessage, STATUS_PARSED};
 use super::{IngestError, RawMessage, SyncReport};
 use crate::clock;
 use crate::crypto::{KeyedHasher, MasterKey};
+use crate::search::indexer::IndexHandle;
 use crate::store::entities::message;
 use crate::store::folders::{self, Checkpoint};
 use crate::store::messages::{self, Stored};
@@ -23,6 +24,8 @@ pub struct Ingestor {
     pub store: Store,
     master: Arc<MasterKey>,
     hasher: Arc<KeyedHasher>,
+    /// Where committed messages are sent for indexing (none in offline tools without an index).
+    index: Option<IndexHandle>,
 }
 
 impl Ingestor {
@@ -33,7 +36,19 @@ impl Ingestor {
             store,
             master,
             hasher,
+            index: None,
         }
+    }
+
+    /// Sends every committed message to this index.
+    pub fn with_index(mut self, index: IndexHandle) -> Ingestor {
+        self.index = Some(index);
+        self
+    }
+
+    /// The index handle, if any.
+    pub fn index(&self) -> Option<&IndexHandle> {
+        self.index.as_ref()
     }
 
     /// The master key.
@@ -44,6 +59,11 @@ impl Ingestor {
     /// The keyed hasher for lookups.
     pub fn hasher(&self) -> &KeyedHasher {
         &self.hasher
+    }
+
+    /// Makes every blob file written so far durable (one `syncfs`).
+    pub async fn make_durable(&self) -> Result<(), StoreError> {
+        make_durable(self.store.blob_dir()).await
     }
 
     /// Parses and seals a batch on blocking threads, two halves in parallel (parse and AES scale with
@@ -101,9 +121,10 @@ impl Ingestor {
     ) -> Result<SyncReport, IngestError> {
         let outcome = self.try_commit(mailbox_id, &prepared, checkpoint).await;
         match outcome {
-            Ok((report, duplicates)) => {
+            Ok((report, duplicates, stored)) => {
                 let blob_dir = self.store.blob_dir();
                 remove_blobs(blob_dir, duplicates.iter());
+                self.index_committed(mailbox_id, prepared, stored).await;
                 Ok(report)
             }
             Err(err) => {
@@ -118,17 +139,19 @@ impl Ingestor {
         mailbox_id: Uuid,
         prepared: &[PreparedMessage],
         checkpoint: Option<(&str, Checkpoint)>,
-    ) -> Result<(SyncReport, Vec<String>), StoreError> {
+    ) -> Result<(SyncReport, Vec<String>, Vec<(Uuid, Uuid)>), StoreError> {
         if !prepared.is_empty() {
             make_durable(self.store.blob_dir()).await?;
         }
         let transaction = self.store.db.begin().await?;
         let mut report = SyncReport::default();
         let mut duplicates = Vec::new();
+        let mut stored = Vec::new();
         for message in prepared {
             report.fetched += 1;
             match messages::store(&transaction, &self.master, mailbox_id, message).await? {
-                Stored::New { .. } => {
+                Stored::New { conversation_id } => {
+                    stored.push((message.id, conversation_id));
                     report.stored += 1;
                     if message.status != STATUS_PARSED {
                         report.flagged += 1;
@@ -149,7 +172,40 @@ impl Ingestor {
             duplicates = report.duplicates,
             "batch committed"
         );
-        Ok((report, duplicates))
+        Ok((report, duplicates, stored))
+    }
+
+    /// Hands the committed messages' documents to the index writer. Whatever does not make it (a crash
+    /// before the index commit) is indexed again at the next start from the store.
+    async fn index_committed(
+        &self,
+        mailbox_id: Uuid,
+        prepared: Vec<PreparedMessage>,
+        stored: Vec<(Uuid, Uuid)>,
+    ) {
+        let Some(index) = &self.index else { return };
+        if stored.is_empty() {
+            return;
+        }
+        let name = crate::store::entities::mailbox::Entity::find_by_id(mailbox_id)
+            .one(&self.store.db)
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.name)
+            .unwrap_or_default();
+        let conversations: std::collections::HashMap<Uuid, Uuid> = stored.into_iter().collect();
+        let docs: Vec<_> = prepared
+            .into_iter()
+            .filter_map(|message| {
+                let conversation_id = *conversations.get(&message.id)?;
+                let mut doc = message.search?;
+                doc.conversation_id = conversation_id;
+                doc.mailbox = name.clone();
+                Some(doc)
+            })
+            .collect();
+        index.add(docs).await;
     }
 
     fn discard(&self, prepared: &[PreparedMessage]) {

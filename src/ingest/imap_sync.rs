@@ -358,24 +358,45 @@ impl ImapSync {
         Ok(messages)
     }
 
+    /// Prepares batch N+1 (parse, seal, blob files; on blocking threads) while batch N commits, so the
+    /// CPU work and the database writer overlap.
     async fn commit_all(
         &self,
         folder: &str,
         mut batches: mpsc::Receiver<Batch>,
         committed: mpsc::UnboundedSender<Vec<u32>>,
     ) -> Result<SyncReport, IngestError> {
-        let mut report = SyncReport::default();
+        let (prepared_tx, mut prepared_rx) = mpsc::channel(1);
         // Every batch that was fetched is committed, even during shutdown: the fetcher stops sending
         // new ones when cancelled, and what is in flight is finished rather than thrown away.
-        while let Some(batch) = batches.recv().await {
-            let prepared = self.ingestor.prepare_batch(batch.messages).await?;
-            let batch_report = self
-                .ingestor
-                .commit_batch(self.mailbox_id, prepared, Some((folder, batch.checkpoint)))
-                .await?;
-            report.add(&batch_report);
-            let _ = committed.send(batch.uids);
-        }
+        let preparer = async move {
+            while let Some(batch) = batches.recv().await {
+                let prepared = self.ingestor.prepare_batch(batch.messages).await?;
+                if prepared_tx
+                    .send((prepared, batch.uids, batch.checkpoint))
+                    .await
+                    .is_err()
+                {
+                    break; // the committer failed; its error is reported
+                }
+            }
+            Ok::<(), IngestError>(())
+        };
+        let committer = async {
+            let mut report = SyncReport::default();
+            while let Some((prepared, uids, checkpoint)) = prepared_rx.recv().await {
+                let batch_report = self
+                    .ingestor
+                    .commit_batch(self.mailbox_id, prepared, Some((folder, checkpoint)))
+                    .await?;
+                report.add(&batch_report);
+                let _ = committed.send(uids);
+            }
+            Ok::<SyncReport, IngestError>(report)
+        };
+        let (prepared, report) = tokio::join!(preparer, committer);
+        let report = report?;
+        prepared?;
         Ok(report)
     }
 }

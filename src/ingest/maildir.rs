@@ -51,19 +51,41 @@ impl MaildirSync {
             .unwrap_or(200)
             .max(1);
         let limit = self.ingest.max_message_bytes;
-        while !entries.is_empty() && !cancel.is_cancelled() {
+        let mut chunks = Vec::new();
+        while !entries.is_empty() {
             let rest = entries.split_off(batch_size.min(entries.len()));
-            let chunk = std::mem::replace(&mut entries, rest);
-            let raws = tokio::task::spawn_blocking(move || read_all(chunk, limit))
-                .await
-                .map_err(|err| IngestError::Internal(err.to_string()))?;
-            let prepared = self.ingestor.prepare_batch(raws).await?;
-            let batch = self
-                .ingestor
-                .commit_batch(self.mailbox_id, prepared, None)
-                .await?;
-            report.add(&batch);
+            chunks.push(std::mem::replace(&mut entries, rest));
         }
+        // Read and prepare batch N+1 while batch N commits.
+        let (prepared_tx, mut prepared_rx) = tokio::sync::mpsc::channel(1);
+        let preparer = async move {
+            for chunk in chunks {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                let raws = tokio::task::spawn_blocking(move || read_all(chunk, limit))
+                    .await
+                    .map_err(|err| IngestError::Internal(err.to_string()))?;
+                let prepared = self.ingestor.prepare_batch(raws).await?;
+                if prepared_tx.send(prepared).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), IngestError>(())
+        };
+        let committer = async {
+            while let Some(prepared) = prepared_rx.recv().await {
+                let batch = self
+                    .ingestor
+                    .commit_batch(self.mailbox_id, prepared, None)
+                    .await?;
+                report.add(&batch);
+            }
+            Ok::<(), IngestError>(())
+        };
+        let (prepared, committed) = tokio::join!(preparer, committer);
+        committed?;
+        prepared?;
         Ok(report)
     }
 

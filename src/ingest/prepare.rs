@@ -26,6 +26,85 @@ pub const MAX_STORED_BODY: usize = 4 * 1024 * 1024;
 /// Messages larger than this are not probed for a delivery report.
 const DSN_PROBE_LIMIT: usize = 4 * 1024 * 1024;
 
+/// Cheap test on the parsed message before the delivery-report recogniser parses it again: reports are
+/// machine-sent (multipart/report, a null or daemon sender, Auto-Submitted, X-Failed-Recipients) or at
+/// least say so in their subject. Ordinary mail — the bulk of ingest — skips the second parse.
+pub fn may_be_report(parsed: &ParsedMessage) -> bool {
+    if parsed.auto.is_automatic || parsed.auto.is_auto_reply {
+        return true;
+    }
+    let header_says = parsed.headers.iter().any(|(name, value)| {
+        let name = name.to_ascii_lowercase();
+        (name == "content-type" && value.to_ascii_lowercase().contains("report"))
+            || name == "x-failed-recipients"
+            || name.starts_with("x-ses-")
+            || name == "x-autoreply"
+    });
+    if header_says {
+        return true;
+    }
+    let sender_is_system = parsed
+        .from
+        .iter()
+        .chain(parsed.sender.iter())
+        .any(|address| {
+            let text = format!(
+                "{} {}",
+                address.email.as_deref().unwrap_or_default(),
+                address.name.as_deref().unwrap_or_default()
+            )
+            .to_ascii_lowercase();
+            [
+                "mailer-daemon",
+                "postmaster",
+                "mail delivery",
+                "mailer",
+                "daemon",
+                "bounce",
+                "noreply",
+                "no-reply",
+                "mail administrator",
+                "system",
+            ]
+            .iter()
+            .any(|word| text.contains(word))
+        });
+    let subject = parsed.subject.as_deref().unwrap_or_default().to_lowercase();
+    let subject_says = [
+        "deliver",
+        "undeliver",
+        "returned",
+        "failure",
+        "fail",
+        "bounce",
+        "rejected",
+        "delay",
+        "warning",
+        "not read",
+        "error",
+        "notification",
+        "unzustellbar",
+        "non remis",
+        "abuse",
+        "report",
+        "auto",
+        "out of office",
+        "vacation",
+        "absent",
+        "automatic",
+        "message status",
+        "mail system",
+        "could not",
+        "nicht",
+        "problem",
+        "returning",
+        "notice",
+    ]
+    .iter()
+    .any(|word| subject.contains(word));
+    sender_is_system || subject_says || parsed.subject.is_none()
+}
+
 fn truncate_text(mut text: String) -> String {
     if text.len() > MAX_STORED_BODY {
         let mut end = MAX_STORED_BODY;
@@ -71,6 +150,15 @@ pub struct PreparedMessage {
     pub is_auto_reply: bool,
     pub is_bounce: bool,
     pub received_at: DateTime<Utc>,
+    /// The delivery report this message carries (DSN, bounce, ARF, auto-reply), kept in memory only.
+    pub report: Option<crate::parse::dsn::DeliveryReport>,
+    /// Values of the headers that name the envelope recipient of a bounce (To, Delivered-To,
+    /// X-Original-To, Return-Path), where a VERP tag may be found. Memory only.
+    pub envelope_hints: Vec<String>,
+    /// Set for replies: the conversation they belong to, whatever threading would say.
+    pub conversation: Option<Uuid>,
+    /// The search document (plaintext, memory only); conversation and mailbox are filled at commit.
+    pub search: Option<crate::search::SearchDoc>,
 }
 
 /// Attachment metadata, sealed.
@@ -202,6 +290,55 @@ pub fn prepare(
         text: truncate_text(std::mem::take(&mut parsed.text_body)),
         html: parsed.html_body.take().map(truncate_text),
     };
+    let people = |list: &[Address]| -> Vec<(Option<String>, Option<String>)> {
+        list.iter()
+            .map(|address| (address.name.clone(), address.email.clone()))
+            .collect()
+    };
+    let has_text_attachment = parsed
+        .attachments
+        .iter()
+        .any(|a| a.content_type.to_ascii_lowercase().starts_with("text/") && a.size <= 1024 * 1024);
+    let attachment_text = if has_text_attachment {
+        parsed
+            .attachments
+            .iter()
+            .filter(|a| {
+                a.content_type.to_ascii_lowercase().starts_with("text/") && a.size <= 1024 * 1024
+            })
+            .filter_map(|a| parse::extract_part(&message.raw, a.part_index))
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        String::new()
+    };
+    let search = crate::search::SearchDoc {
+        message_id: id,
+        conversation_id: Uuid::nil(),
+        mailbox: String::new(),
+        folder: match &message.origin {
+            Origin::Imap { folder, .. } => Some(folder.clone()),
+            _ => None,
+        },
+        subject: parsed.subject.clone().unwrap_or_default(),
+        body: body.text.clone(),
+        from: people(&parsed.from),
+        to: people(&parsed.to),
+        cc: people(&parsed.cc),
+        attachment_names: parsed
+            .attachments
+            .iter()
+            .filter_map(|a| a.filename.clone())
+            .collect(),
+        attachment_text,
+        date: parsed
+            .date
+            .map_or(received_at, |date| date.with_timezone(&Utc)),
+        has_attachment: parsed.attachments.iter().any(|a| !a.inline),
+        state: "open".to_string(),
+        delivery_status: None,
+    };
     let header_sealed = content_key.seal(&to_json(&headers)?, &message_aad("message.header", &id));
     let body_sealed = content_key.seal(&to_json(&body)?, &message_aad("message.body", &id));
     let attachments = seal_attachments(&parsed, &content_key, &id)?;
@@ -219,8 +356,30 @@ pub fn prepare(
     writer.finish_unsynced()?;
 
     // Delivery reports are small; a second parse of a huge message would only cost memory.
-    let is_bounce = message.raw.len() <= DSN_PROBE_LIMIT
-        && parse::dsn::delivery_report(&message.raw).is_some_and(|report| report.is_bounce);
+    let report = if message.raw.len() <= DSN_PROBE_LIMIT
+        && message.origin != Origin::Outbound
+        && may_be_report(&parsed)
+    {
+        parse::dsn::delivery_report(&message.raw)
+    } else {
+        None
+    };
+    let is_bounce = report.as_ref().is_some_and(|report| report.is_bounce);
+    let envelope_hints = parsed
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            [
+                "to",
+                "delivered-to",
+                "x-original-to",
+                "return-path",
+                "envelope-to",
+            ]
+            .contains(&name.to_ascii_lowercase().as_str())
+        })
+        .map(|(_, value)| value.clone())
+        .collect();
     Ok(PreparedMessage {
         id,
         origin: message.origin,
@@ -245,6 +404,10 @@ pub fn prepare(
         is_auto_reply: parsed.auto.is_auto_reply,
         is_bounce,
         received_at,
+        report,
+        envelope_hints,
+        conversation: None,
+        search: Some(search),
     })
 }
 

@@ -52,7 +52,23 @@ pub async fn store(
     if is_duplicate(db, mailbox_id, &prepared.content_hash).await? {
         return Ok(Stored::Duplicate);
     }
-    let target = threads::resolve(db, master, mailbox_id, prepared).await?;
+    // A delivery report about one of our messages joins that message's conversation and becomes
+    // delivery events; it never opens a conversation of its own.
+    let original = match &prepared.report {
+        Some(report) if prepared.origin != Origin::Outbound => {
+            crate::delivery::bounces::find_original(db, master, mailbox_id, prepared, report)
+                .await?
+        }
+        _ => None,
+    };
+    let target = threads::resolve(
+        db,
+        master,
+        mailbox_id,
+        prepared,
+        original.as_ref().map(|row| row.conversation_id),
+    )
+    .await?;
     let wrapped = target.key.wrap_data_key(
         &prepared.content_key,
         &message_key_aad(&prepared.id, &target.conversation_id),
@@ -141,6 +157,27 @@ pub async fn store(
         .filter(conversation::Column::LastActivityAt.lt(prepared.received_at))
         .exec(db)
         .await?;
+    match (&prepared.report, &original) {
+        (Some(report), Some(original)) => {
+            crate::delivery::bounces::record_report(
+                db,
+                master,
+                original,
+                report,
+                prepared.received_at,
+            )
+            .await?;
+        }
+        (Some(report), None) if report.is_bounce => {
+            conversation::Entity::update_many()
+                .col_expr(conversation::Column::UnmatchedBounce, Expr::value(true))
+                .filter(conversation::Column::Id.eq(target.conversation_id))
+                .filter(conversation::Column::MessageCount.eq(1))
+                .exec(db)
+                .await?;
+        }
+        _ => {}
+    }
     Ok(Stored::New {
         conversation_id: target.conversation_id,
     })

@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::entities::{attachment, conversation, message};
+use super::entities::{attachment, conversation, delivery_event, message};
 use super::threads::{conversation_key, message_key_aad, subject_aad};
 use crate::crypto::{DataKey, MasterKey, read_blob};
 use crate::ingest::prepare::{
@@ -38,6 +38,20 @@ pub struct MessageView {
     pub is_automatic: bool,
     pub is_auto_reply: bool,
     pub is_bounce: bool,
+    /// Delivery events of this message (replies: queued, sent, deferred, delivered, bounced, failed).
+    pub events: Vec<EventView>,
+}
+
+/// A decrypted delivery event.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub event: String,
+    pub status: Option<String>,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub recipient: String,
+    pub diagnostic: Option<String>,
+    pub reporting_mta: Option<String>,
+    pub queue_id: Option<String>,
 }
 
 /// Decrypted attachment metadata.
@@ -65,6 +79,16 @@ pub fn message_key(
         &row.content_key_wrapped,
         &message_key_aad(&row.id, &row.conversation_id),
     )?)
+}
+
+/// Unwraps the content key of a message row, loading its conversation key.
+pub async fn content_key(
+    db: &impl ConnectionTrait,
+    master: &MasterKey,
+    row: &message::Model,
+) -> Result<DataKey, StoreError> {
+    let key = conversation_key(db, master, row.conversation_id).await?;
+    message_key(&key, row)
 }
 
 /// Ids of a mailbox's conversations, most recent activity first.
@@ -165,6 +189,29 @@ async fn message_view(
             meta: json(&meta, "attachment metadata")?,
         });
     }
+    let mut events = Vec::new();
+    for item in delivery_event::Entity::find()
+        .filter(delivery_event::Column::MessageId.eq(row.id))
+        .order_by_asc(delivery_event::Column::OccurredAt)
+        .order_by_asc(delivery_event::Column::Id)
+        .all(db)
+        .await?
+    {
+        let detail = key.open(
+            &item.detail_sealed,
+            &crate::delivery::bounces::event_aad(&item.id, &row.id),
+        )?;
+        let detail: crate::delivery::bounces::EventDetail = json(&detail, "event detail")?;
+        events.push(EventView {
+            event: item.event,
+            status: item.status_code,
+            occurred_at: item.occurred_at,
+            recipient: detail.recipient,
+            diagnostic: detail.diagnostic,
+            reporting_mta: detail.reporting_mta,
+            queue_id: detail.queue_id,
+        });
+    }
     Ok(MessageView {
         id: row.id,
         direction: row.direction,
@@ -177,6 +224,7 @@ async fn message_view(
         is_automatic: row.is_automatic,
         is_auto_reply: row.is_auto_reply,
         is_bounce: row.is_bounce,
+        events,
     })
 }
 

@@ -71,11 +71,14 @@ pub async fn conversation_key(
 }
 
 /// Finds or creates the conversation for `message` and records its thread ids.
+/// `forced` (a reply's conversation, or the conversation of the message a bounce is about) wins over
+/// what the thread ids say; the ids are still recorded.
 pub async fn resolve(
     db: &impl ConnectionTrait,
     master: &MasterKey,
     mailbox_id: Uuid,
     message: &PreparedMessage,
+    forced: Option<Uuid>,
 ) -> Result<Target, StoreError> {
     let mut id_hashes: Vec<String> = message.parent_hashes.clone();
     if let Some(own) = &message.message_id_hash {
@@ -97,6 +100,10 @@ pub async fn resolve(
         && let Some(id) = by_subject(db, mailbox_id, message).await?
     {
         found.insert(id);
+    }
+    if let Some(forced) = forced.or(message.conversation) {
+        found.clear();
+        found.insert(forced);
     }
     let conversation_id = match found.len() {
         0 => create(db, master, mailbox_id, message).await?,

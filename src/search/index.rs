@@ -1,0 +1,390 @@
+//! The index handle (searching) and the single writer handle (adding, deleting, purging).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::DateTime;
+use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, Occur, Query};
+use tantivy::schema::Value;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
+    TantivyError, Term,
+};
+use tracing::debug;
+use uuid::Uuid;
+
+use super::analysis::{QueryAnalyzers, tokenizer_manager};
+use super::collector::{
+    self, ConversationGroup, IdMap, LocatedHit, MessageHitCollector, SegmentHits,
+};
+use super::compile::{compile, mailbox_filter};
+use super::schema::{Fields, MESSAGE_HIGH, MESSAGE_LOW, build_schema, document};
+use super::snippet::SnippetMaker;
+use super::{ConversationHit, Order, SearchDoc, SearchError, SearchOptions, SearchResults, query};
+
+/// The search index: cheap to clone (shared inside), safe to search from many threads.
+#[derive(Clone)]
+pub struct SearchIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    index: Index,
+    /// Reloaded explicitly after each commit of the writer handle (no file watching, which
+    /// the encrypted directory cannot offer across handles).
+    reader: IndexReader,
+    fields: Fields,
+    analyzers: QueryAnalyzers,
+}
+
+impl SearchIndex {
+    /// Opens the index stored in `directory`, or creates an empty one.
+    ///
+    /// Fails with [`SearchError::SchemaMismatch`] when the directory holds an index of another
+    /// schema version: delete it and rebuild from the database.
+    pub fn open_or_create(
+        directory: Box<dyn tantivy::Directory>,
+    ) -> Result<SearchIndex, SearchError> {
+        let (schema, fields) = build_schema();
+        let index = Index::builder()
+            .schema(schema)
+            .tokenizers(tokenizer_manager())
+            .open_or_create(directory)
+            .map_err(|error| match error {
+                TantivyError::SchemaError(_) => SearchError::SchemaMismatch,
+                other => SearchError::from(other),
+            })?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(SearchIndex {
+            inner: Arc::new(Inner {
+                index,
+                reader,
+                fields,
+                analyzers: QueryAnalyzers::default(),
+            }),
+        })
+    }
+
+    /// Opens the one writer of this index, with an indexing memory budget of `heap_bytes`
+    /// (at least 15 MB; tantivy uses one indexing thread per 15 MB, up to the core count).
+    ///
+    /// Fails with [`SearchError::WriterBusy`] while another writer is open.
+    pub fn writer(&self, heap_bytes: usize) -> Result<IndexWriterHandle, SearchError> {
+        let writer = self.inner.index.writer(heap_bytes)?;
+        Ok(IndexWriterHandle {
+            writer: Some(writer),
+            index: self.clone(),
+            heap_bytes,
+        })
+    }
+
+    /// Makes the latest commit visible to searches (the writer handle does it after each of
+    /// its commits).
+    pub fn reload(&self) -> Result<(), SearchError> {
+        Ok(self.inner.reader.reload()?)
+    }
+
+    /// Number of messages in the index (committed and not deleted).
+    pub fn num_docs(&self) -> u64 {
+        self.inner.reader.searcher().num_docs()
+    }
+
+    /// Number of segments of the current searcher (diagnostics: many small segments slow
+    /// queries until merges catch up).
+    pub fn num_segments(&self) -> usize {
+        self.inner.reader.searcher().segment_readers().len()
+    }
+
+    /// Ids of every indexed message, so the caller can index what the database has and the
+    /// index lacks (after a crash or a rebuild).
+    pub fn indexed_message_ids(&self) -> Result<HashSet<Uuid>, SearchError> {
+        let searcher = self.inner.reader.searcher();
+        let mut ids = HashSet::with_capacity(searcher.num_docs() as usize);
+        for segment in searcher.segment_readers() {
+            let fast_fields = segment.fast_fields();
+            let high = fast_fields.u64(MESSAGE_HIGH)?;
+            let low = fast_fields.u64(MESSAGE_LOW)?;
+            for doc in segment.doc_ids_alive() {
+                ids.insert(read_uuid(&high, &low, doc));
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Runs `query` (see [`super::query`]) and returns one page of matching conversations.
+    ///
+    /// An invalid query fails with [`SearchError::Query`], never with an empty result.
+    pub fn search(
+        &self,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<SearchResults, SearchError> {
+        let inner = &*self.inner;
+        let expr = query::parse(query)?;
+        let mut analyzers = inner.analyzers.clone();
+        let compiled = compile(&expr, &inner.fields, analyzers.clone())?;
+        let query: Box<dyn Query> = match &options.mailboxes {
+            None => compiled.query,
+            Some(mailboxes) if mailboxes.is_empty() => {
+                return Ok(SearchResults {
+                    total_conversations: 0,
+                    hits: Vec::new(),
+                });
+            }
+            Some(mailboxes) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, compiled.query),
+                (
+                    Occur::Must,
+                    mailbox_filter(mailboxes, &inner.fields, &mut analyzers),
+                ),
+            ])),
+        };
+        let searcher = inner.reader.searcher();
+        let collector = MessageHitCollector {
+            scoring: options.order == Order::Relevance,
+        };
+        let hits = searcher.search(&*query, &collector)?;
+        let groups = collector::group(&hits, options.order);
+        let total_conversations = groups.len();
+        let page = collector::page(groups, options.order, options.offset, options.limit);
+        let message_ids = message_ids(&searcher, &hits, &page)?;
+        let snippets = SnippetMaker::new(&searcher, &inner.fields, &compiled.highlight)?;
+        let mut conversation_hits = Vec::with_capacity(page.len());
+        for (group, message_ids) in page.iter().zip(message_ids) {
+            conversation_hits.push(ConversationHit {
+                conversation_id: Uuid::from_u128(group.conversation),
+                score: group.best_score,
+                newest: DateTime::from_timestamp(group.newest, 0).unwrap_or_default(),
+                matched_messages: group.matched,
+                snippet: self.snippet(&searcher, &snippets, &group.representative)?,
+                message_ids,
+            });
+        }
+        Ok(SearchResults {
+            total_conversations,
+            hits: conversation_hits,
+        })
+    }
+
+    /// The current searcher, for tests that inspect segments.
+    #[cfg(test)]
+    pub(super) fn inner_searcher_for_tests(&self) -> Searcher {
+        self.inner.reader.searcher()
+    }
+
+    /// The snippet of one message, from its stored subject and body head.
+    fn snippet(
+        &self,
+        searcher: &Searcher,
+        snippets: &SnippetMaker,
+        located: &LocatedHit,
+    ) -> Result<String, SearchError> {
+        let fields = &self.inner.fields;
+        let address = DocAddress::new(located.segment, located.hit.doc);
+        let stored: TantivyDocument = searcher.doc(address)?;
+        let text_of = |field| {
+            stored
+                .get_first(field)
+                .and_then(|value| value.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        Ok(snippets.snippet(&text_of(fields.subject), &text_of(fields.snippet_body)))
+    }
+}
+
+/// A UUID read back from its two fast-field halves.
+fn read_uuid(high: &Column<u64>, low: &Column<u64>, doc: tantivy::DocId) -> Uuid {
+    Uuid::from_u64_pair(
+        high.first(doc).unwrap_or_default(),
+        low.first(doc).unwrap_or_default(),
+    )
+}
+
+/// Ids of the matching messages of each conversation of `page`, newest first.
+fn message_ids(
+    searcher: &Searcher,
+    segments: &[SegmentHits],
+    page: &[ConversationGroup],
+) -> Result<Vec<Vec<Uuid>>, SearchError> {
+    let position: IdMap<usize> = page
+        .iter()
+        .enumerate()
+        .map(|(index, group)| (group.conversation, index))
+        .collect();
+    let mut per_conversation: Vec<Vec<LocatedHit>> = vec![Vec::new(); page.len()];
+    for segment_hits in segments {
+        for hit in &segment_hits.hits {
+            if let Some(list) = position
+                .get(&hit.conversation())
+                .and_then(|&index| per_conversation.get_mut(index))
+            {
+                list.push(LocatedHit {
+                    segment: segment_hits.segment,
+                    hit: *hit,
+                });
+            }
+        }
+    }
+    let segment_readers = searcher.segment_readers();
+    let mut columns: Vec<Option<(Column<u64>, Column<u64>)>> = vec![None; segment_readers.len()];
+    let mut result = Vec::with_capacity(page.len());
+    for mut list in per_conversation {
+        list.sort_by_key(|located| {
+            std::cmp::Reverse((located.hit.date, located.segment, located.hit.doc))
+        });
+        let mut ids = Vec::with_capacity(list.len());
+        for located in list {
+            let segment_index = located.segment as usize;
+            let (Some(slot), Some(segment)) = (
+                columns.get_mut(segment_index),
+                segment_readers.get(segment_index),
+            ) else {
+                continue;
+            };
+            if slot.is_none() {
+                let fast_fields = segment.fast_fields();
+                *slot = Some((
+                    fast_fields.u64(MESSAGE_HIGH)?,
+                    fast_fields.u64(MESSAGE_LOW)?,
+                ));
+            }
+            if let Some((high, low)) = slot {
+                ids.push(read_uuid(high, low, located.hit.doc));
+            }
+        }
+        result.push(ids);
+    }
+    Ok(result)
+}
+
+/// The only writer of the index. Changes become visible to searches at [`Self::commit`];
+/// dropping the handle without committing discards them. Calls block (commits and purges do
+/// I/O and merging): async callers use `spawn_blocking`.
+pub struct IndexWriterHandle {
+    /// `None` only while [`Self::purge_physically`] swaps the writer.
+    writer: Option<IndexWriter>,
+    index: SearchIndex,
+    heap_bytes: usize,
+}
+
+impl IndexWriterHandle {
+    /// The tantivy writer, reopened if a failed purge left none.
+    fn writer(&mut self) -> Result<&mut IndexWriter, SearchError> {
+        if self.writer.is_none() {
+            self.writer = Some(self.index.inner.index.writer(self.heap_bytes)?);
+        }
+        Ok(self.writer.as_mut().expect("the writer was just set"))
+    }
+
+    /// Adds (or replaces) a message: any document with the same message id is deleted first,
+    /// so adding twice keeps one copy.
+    pub fn add(&mut self, message: &SearchDoc) -> Result<(), SearchError> {
+        let fields = self.index.inner.fields;
+        let document = document(&fields, message);
+        let writer = self.writer()?;
+        writer.delete_term(Term::from_field_bytes(
+            fields.message_id,
+            message.message_id.as_bytes(),
+        ));
+        writer.add_document(document)?;
+        Ok(())
+    }
+
+    /// Deletes one message (effective at the next commit).
+    pub fn delete_message(&mut self, message_id: Uuid) -> Result<(), SearchError> {
+        let field = self.index.inner.fields.message_id;
+        self.writer()?
+            .delete_term(Term::from_field_bytes(field, message_id.as_bytes()));
+        Ok(())
+    }
+
+    /// Deletes every message of a conversation (effective at the next commit). To change the
+    /// conversation's state, delete it and add its messages again.
+    pub fn delete_conversation(&mut self, conversation_id: Uuid) -> Result<(), SearchError> {
+        let field = self.index.inner.fields.conversation_id;
+        self.writer()?
+            .delete_term(Term::from_field_bytes(field, conversation_id.as_bytes()));
+        Ok(())
+    }
+
+    /// Makes every change durable and visible to searches; returns the commit's opstamp.
+    pub fn commit(&mut self) -> Result<u64, SearchError> {
+        let opstamp = self.writer()?.commit()?;
+        self.index.reload()?;
+        Ok(opstamp)
+    }
+
+    /// Commits, waits for running segment merges to finish, and releases the writer lock (the
+    /// shutdown path: dropping the handle instead abandons uncommitted changes and merges).
+    pub fn close(mut self) -> Result<(), SearchError> {
+        self.commit()?;
+        if let Some(writer) = self.writer.take() {
+            writer.wait_merging_threads()?;
+        }
+        self.index.reload()
+    }
+
+    /// Commits, then rewrites every segment that holds deleted messages and removes the old
+    /// files, so the text of deleted messages no longer exists in the index directory (GDPR
+    /// erasure). Waits for running merges first. Searches still running on an older searcher
+    /// keep their files alive until they finish; the next commit collects them.
+    pub fn purge_physically(&mut self) -> Result<(), SearchError> {
+        self.commit()?;
+        if let Some(writer) = self.writer.take() {
+            writer.wait_merging_threads()?;
+        }
+        let index = self.index.inner.index.clone();
+        let with_deletes: Vec<_> = index
+            .searchable_segment_metas()?
+            .into_iter()
+            .filter(|meta| meta.has_deletes())
+            .map(|meta| meta.id())
+            .collect();
+        let writer = self.writer()?;
+        if !with_deletes.is_empty() {
+            writer.merge(&with_deletes).wait()?;
+        }
+        self.index.reload()?;
+        let collected = self.writer()?.garbage_collect_files().wait()?;
+        debug!(
+            merged_segments = with_deletes.len(),
+            deleted_files = collected.deleted_files.len(),
+            "purged deleted messages from the index"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::directory::RamDirectory;
+
+    #[test]
+    fn second_writer_is_refused_until_the_first_is_dropped() {
+        let index = SearchIndex::open_or_create(Box::new(RamDirectory::create())).expect("creates");
+        let first = index.writer(20_000_000).expect("first writer");
+        let second = index.writer(20_000_000);
+        assert!(matches!(second, Err(SearchError::WriterBusy)));
+        assert!(second.err().is_some_and(|error| error.is_transient()));
+        drop(first);
+        assert!(index.writer(20_000_000).is_ok());
+    }
+
+    #[test]
+    fn empty_mailbox_scope_matches_nothing_but_still_validates() {
+        let index = SearchIndex::open_or_create(Box::new(RamDirectory::create())).expect("creates");
+        let options = SearchOptions {
+            mailboxes: Some(Vec::new()),
+            ..SearchOptions::default()
+        };
+        let results = index.search("anything", &options).expect("valid query");
+        assert_eq!(results.total_conversations, 0);
+        let error = index.search("(", &options).expect_err("invalid query");
+        assert!(error.is_query_error());
+    }
+}
