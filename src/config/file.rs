@@ -71,6 +71,9 @@ pub struct OutboxFile {
     pub retry_base_secs: Option<u64>,
     /// Attempts before a recipient is given up (event `failed`).
     pub max_attempts: Option<u32>,
+    /// Seconds to wait for the relay's DSN about a send a crash interrupted before deciding it never
+    /// arrived and sending again (only to relays that issue DSNs).
+    pub interrupted_grace_secs: Option<u64>,
 }
 
 /// One `[[mailbox]]` table.

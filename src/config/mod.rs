@@ -161,6 +161,7 @@ impl Default for IngestConfig {
 pub struct OutboxConfig {
     pub retry_base: Duration,
     pub max_attempts: u32,
+    pub interrupted_grace: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -168,6 +169,7 @@ impl Default for OutboxConfig {
         OutboxConfig {
             retry_base: Duration::from_secs(60),
             max_attempts: 8,
+            interrupted_grace: Duration::from_secs(900),
         }
     }
 }

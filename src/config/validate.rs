@@ -79,6 +79,7 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
     let outbox = OutboxConfig {
         retry_base: Duration::from_secs(file.outbox.retry_base_secs.unwrap_or(60).max(1)),
         max_attempts: file.outbox.max_attempts.unwrap_or(8).max(1),
+        interrupted_grace: Duration::from_secs(file.outbox.interrupted_grace_secs.unwrap_or(900)),
     };
 
     let mut names = HashSet::new();

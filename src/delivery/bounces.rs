@@ -173,6 +173,8 @@ pub async fn record_report(
         let state = match kind {
             event::BOUNCED => Some("bounced"),
             event::DELIVERED => Some("delivered"),
+            // A delay notice proves the relay accepted it: an interrupted send needs no resend.
+            event::DELAYED => Some("sent"),
             _ => None,
         };
         if let Some(state) = state {

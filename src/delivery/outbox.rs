@@ -209,12 +209,22 @@ pub async fn enqueue_reply(
 }
 
 /// Marks rows interrupted in `sending` as `unknown` (never resent: at most once per recipient).
-pub async fn recover_interrupted(db: &impl ConnectionTrait) -> Result<u64, DeliveryError> {
+///
+/// A relay that accepted the message answers our NOTIFY=SUCCESS,FAILURE,DELAY request with a DSN,
+/// which settles the row (`delivered`, `bounced`, or `sent` for a delay). A row still `unknown` after
+/// `grace` was therefore never accepted, and the sender sends it again — but only to a relay known to
+/// issue DSNs; otherwise it is failed with the reason, never sent twice.
+pub async fn recover_interrupted(
+    db: &impl ConnectionTrait,
+    grace: std::time::Duration,
+) -> Result<u64, DeliveryError> {
+    let retry_at = crate::clock::now() + chrono::Duration::from_std(grace).unwrap_or_default();
     let result = outbox::Entity::update_many()
         .col_expr(outbox::Column::State, Expr::value(state::UNKNOWN))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(retry_at))
         .col_expr(
             outbox::Column::LastError,
-            Expr::value("interrupted while sending; not resent to avoid a duplicate, awaiting the relay's DSN"),
+            Expr::value("interrupted while sending; waiting for the relay's DSN before deciding"),
         )
         .filter(outbox::Column::State.eq(state::SENDING))
         .exec(db)
@@ -231,7 +241,7 @@ pub async fn due_messages(
     let rows: Vec<Uuid> = outbox::Entity::find()
         .select_only()
         .column(outbox::Column::MessageId)
-        .filter(outbox::Column::State.is_in([state::QUEUED, state::RETRY]))
+        .filter(outbox::Column::State.is_in([state::QUEUED, state::RETRY, state::UNKNOWN]))
         .filter(outbox::Column::NextAttemptAt.lte(now))
         .order_by_asc(outbox::Column::NextAttemptAt)
         .limit(limit * 8)
@@ -260,7 +270,7 @@ pub async fn due_rows(
     let key = read::content_key(db, master, message).await?;
     let rows = outbox::Entity::find()
         .filter(outbox::Column::MessageId.eq(message.id))
-        .filter(outbox::Column::State.is_in([state::QUEUED, state::RETRY]))
+        .filter(outbox::Column::State.is_in([state::QUEUED, state::RETRY, state::UNKNOWN]))
         .filter(outbox::Column::NextAttemptAt.lte(now))
         .all(db)
         .await?;

@@ -70,6 +70,11 @@ pub fn smtp_settings(
     })
 }
 
+/// Instance setting recording that a mailbox's relay advertised DSN (RFC 3461).
+fn dsn_key(mailbox: &str) -> String {
+    format!("relay_dsn:{mailbox}")
+}
+
 fn retry_delay(policy: &OutboxConfig, attempts: i32) -> Duration {
     let exponent = u32::try_from(attempts.max(1) - 1).unwrap_or(0).min(16);
     policy
@@ -81,7 +86,9 @@ fn retry_delay(policy: &OutboxConfig, attempts: i32) -> Duration {
 impl Sender {
     /// Runs until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
-        match outbox::recover_interrupted(&self.ingestor.store.db).await {
+        match outbox::recover_interrupted(&self.ingestor.store.db, self.policy.interrupted_grace)
+            .await
+        {
             Ok(0) => {}
             Ok(count) => warn!(
                 count,
@@ -140,6 +147,22 @@ impl Sender {
             let error = DeliveryError::NoSmtp(mailbox_row.name.clone()).to_string();
             return self.settle_all(&row, &rows, Err((false, error))).await;
         };
+        // Rows of an interrupted send are sent again only to a relay known to issue DSNs (its silence
+        // proves it never accepted them); otherwise a second copy could reach the recipient.
+        let relay_issues_dsn = crate::store::settings::get(db, &dsn_key(&mailbox_row.name))
+            .await?
+            .is_some();
+        let (rows, undecidable): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(row, _)| row.state != state::UNKNOWN || relay_issues_dsn);
+        if !undecidable.is_empty() {
+            let reason = "interrupted while sending to a relay without DSN support; not resent to avoid a duplicate";
+            self.settle_all(&row, &undecidable, Err((false, reason.to_string())))
+                .await?;
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
         let raw = read::raw_message(db, master, self.ingestor.store.blob_dir(), row.id).await?;
         let settings = smtp_settings(&mailbox_row.name, &outgoing, self.timeout)?;
         let tag = envelope_tag(&row.id);
@@ -169,6 +192,9 @@ impl Sender {
         };
         match smtp::send(&settings, &envelope, &dsn, &raw).await {
             Ok(outcome) => {
+                if outcome.dsn_supported {
+                    crate::store::settings::set(db, &dsn_key(&mailbox_row.name), "1").await?;
+                }
                 let data = outcome.data.clone();
                 let transaction = db.begin().await?;
                 for (outbox_row, recipient) in &rows {
@@ -322,6 +348,7 @@ mod tests {
     #[test]
     fn retries_back_off() {
         let policy = OutboxConfig {
+            interrupted_grace: Duration::from_secs(1),
             retry_base: Duration::from_secs(10),
             max_attempts: 5,
         };
