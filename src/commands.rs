@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -486,7 +485,7 @@ async fn rotate_key(config: &Config, new_key_file: &Path) -> anyhow::Result<Exit
         if batch.is_empty() {
             break;
         }
-        let transaction = store.db.begin().await?;
+        let transaction = crate::store::begin_write(&store.db).await?;
         for row in batch {
             let aad = conversation_key_aad(&row.conversation_id);
             let key = old_key.unwrap_data_key(&row.wrapped_key, &aad)?;

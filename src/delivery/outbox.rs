@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -155,7 +155,7 @@ pub async fn enqueue_reply(
     let message_id = reply.id;
     let tag = envelope_tag(&message_id);
     ingestor.make_durable().await?;
-    let transaction = db.begin().await?;
+    let transaction = crate::store::begin_write(db).await?;
     match messages::store(&transaction, master, conversation.mailbox_id, &reply).await? {
         Stored::New { .. } => {}
         Stored::Duplicate => return Err(DeliveryError::Invalid("duplicate reply".to_string())),

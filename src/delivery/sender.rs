@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -196,7 +194,7 @@ impl Sender {
                     crate::store::settings::set(db, &dsn_key(&mailbox_row.name), "1").await?;
                 }
                 let data = outcome.data.clone();
-                let transaction = db.begin().await?;
+                let transaction = crate::store::begin_write(db).await?;
                 for (outbox_row, recipient) in &rows {
                     let result = outcome
                         .recipients
@@ -242,7 +240,7 @@ impl Sender {
         rows: &[(outbox_rows::Model, String)],
         verdict: Result<Option<String>, (bool, String)>,
     ) -> Result<(), DeliveryError> {
-        let transaction = self.ingestor.store.db.begin().await?;
+        let transaction = crate::store::begin_write(&self.ingestor.store.db).await?;
         for (row, recipient) in rows {
             self.settle(&transaction, message, row, recipient, verdict.clone())
                 .await?;

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -143,7 +143,7 @@ impl Ingestor {
         if !prepared.is_empty() {
             make_durable(self.store.blob_dir()).await?;
         }
-        let transaction = self.store.db.begin().await?;
+        let transaction = crate::store::begin_write(&self.store.db).await?;
         let mut report = SyncReport::default();
         let mut duplicates = Vec::new();
         let mut stored = Vec::new();

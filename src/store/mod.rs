@@ -181,6 +181,19 @@ impl Store {
     }
 }
 
+/// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that reads first
+/// and writes later fails at once with "database is locked" when another connection wrote in between
+/// (WAL cannot upgrade a stale read snapshot), whereas IMMEDIATE waits for the writer lock under the busy
+/// timeout. PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
 /// Relative blob path for a message: two-level fan-out keeps directories small.
 pub fn blob_relative_path(id: &uuid::Uuid) -> String {
     let simple = id.simple().to_string();
