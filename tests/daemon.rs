@@ -5,48 +5,12 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use inboxd::store::Store;
 use inboxd::store::entities::message;
-use sea_orm::{EntityTrait, PaginatorTrait};
-
-fn inboxd(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(common::binary());
-    command.arg("--config").arg(config).args(args);
-    command
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-async fn count(dir: &Path) -> u64 {
-    let url = format!("sqlite://{}", dir.join("inboxd.db").display());
-    let Ok(store) = Store::connect(&url, &dir.join("blobs")).await else {
-        return 0;
-    };
-    let n = message::Entity::find().count(&store.db).await.unwrap_or(0);
-    let _ = store.db.close().await;
-    n
-}
+use sea_orm::EntityTrait;
 
 fn example_config(dir: &Path) -> std::path::PathBuf {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/maildir");
@@ -68,12 +32,12 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = example_config(dir.path());
     let data = dir.path().join("data");
-    let mut daemon = inboxd(&config, &["serve"])
+    let mut daemon = common::inboxd(&config, &["serve"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start inboxd");
     let ingested = common::wait_until(Duration::from_secs(30), || async {
-        count(&data).await >= 10
+        common::count_messages(&data).await >= 10
     })
     .await;
     assert!(ingested, "the example mailbox is ingested");
@@ -85,7 +49,9 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     );
 
     // A second instance on the same data directory is refused with a clear message.
-    let second = inboxd(&config, &["serve"]).output().expect("second");
+    let second = common::inboxd(&config, &["serve"])
+        .output()
+        .expect("second");
     assert!(!second.status.success());
     let message = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -94,8 +60,9 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     );
 
     let started = Instant::now();
-    signal(&daemon, "TERM");
-    let status = wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits within 10 s");
+    common::signal(&daemon, "TERM");
+    let status =
+        common::wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits within 10 s");
     assert!(status.success(), "exit status {status:?}");
     eprintln!("stopped {:?} after SIGTERM", started.elapsed());
     let mut log = String::new();
@@ -105,8 +72,8 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains("\u{1b}["), "no colours when not a terminal");
     // The example holds threads, an HTML-only mail and a bounce: all stored, none twice on restart.
-    let stored = count(&data).await;
-    let rerun = inboxd(&config, &["sync", "--once", "--json"])
+    let stored = common::count_messages(&data).await;
+    let rerun = common::inboxd(&config, &["sync", "--once", "--json"])
         .output()
         .expect("sync");
     assert!(
@@ -116,7 +83,7 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     );
     let report: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("json");
     assert_eq!(report[0]["stored"], 0, "{report}");
-    assert_eq!(count(&data).await, stored);
+    assert_eq!(common::count_messages(&data).await, stored);
 }
 
 #[test]
@@ -124,7 +91,7 @@ fn bad_config_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "data_dir = \"/tmp/x\"\n[ingest]\nbatch_sise = 10\n").expect("write");
-    let output = inboxd(&path, &["serve"]).output().expect("run");
+    let output = common::inboxd(&path, &["serve"]).output().expect("run");
     assert_eq!(output.status.code(), Some(78));
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -140,7 +107,7 @@ fn bad_config_names_the_file_and_the_key() {
         ),
     )
     .expect("write");
-    let output = inboxd(&path, &["migrate"]).output().expect("run");
+    let output = common::inboxd(&path, &["migrate"]).output().expect("run");
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -149,7 +116,7 @@ fn bad_config_names_the_file_and_the_key() {
     );
 
     std::fs::write(&path, "data_dir = \"/proc/inboxd-not-writable\"\n").expect("write");
-    let output = inboxd(&path, &["migrate"]).output().expect("run");
+    let output = common::inboxd(&path, &["migrate"]).output().expect("run");
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success() && message.contains("`data_dir`"),
@@ -228,22 +195,22 @@ async fn kill_9_during_a_large_sync_loses_and_duplicates_nothing() {
     let data = dir.path().join("data");
     let mut kills = 0;
     for delay in [150u64, 300, 450, 600, 900] {
-        let mut child = inboxd(&config, &["sync", "--once"])
+        let mut child = common::inboxd(&config, &["sync", "--once"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("run");
         std::thread::sleep(Duration::from_millis(delay));
         if child.try_wait().expect("wait").is_none() {
-            signal(&child, "KILL");
+            common::signal(&child, "KILL");
             kills += 1;
         }
         let _ = child.wait();
-        if count(&data).await >= total {
+        if common::count_messages(&data).await >= total {
             break;
         }
     }
-    let output = inboxd(&config, &["sync", "--once", "--json"])
+    let output = common::inboxd(&config, &["sync", "--once", "--json"])
         .output()
         .expect("final sync");
     assert!(
@@ -253,7 +220,11 @@ async fn kill_9_during_a_large_sync_loses_and_duplicates_nothing() {
     );
     eprintln!("killed {kills} runs");
     assert!(kills >= 1, "at least one run was killed mid-sync");
-    assert_eq!(count(&data).await, total, "exactly the server's messages");
+    assert_eq!(
+        common::count_messages(&data).await,
+        total,
+        "exactly the server's messages"
+    );
     let url = format!("sqlite://{}", data.join("inboxd.db").display());
     let store = Store::connect(&url, &data.join("blobs"))
         .await
@@ -310,7 +281,7 @@ async fn logs_never_carry_mail_content() {
         ),
     )
     .expect("config");
-    let output = inboxd(&config, &["--log-level", "trace", "sync", "--once"])
+    let output = common::inboxd(&config, &["--log-level", "trace", "sync", "--once"])
         .output()
         .expect("run");
     assert!(
@@ -331,7 +302,9 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = example_config(dir.path());
     let data = dir.path().join("data");
-    let first = inboxd(&config, &["sync", "--once"]).output().expect("sync");
+    let first = common::inboxd(&config, &["sync", "--once"])
+        .output()
+        .expect("sync");
     assert!(
         first.status.success(),
         "{}",
@@ -339,7 +312,7 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
     );
     let new_key = dir.path().join("new.key");
     assert!(
-        inboxd(
+        common::inboxd(
             &config,
             &["key", "generate", "--out", new_key.to_str().expect("utf8")]
         )
@@ -348,7 +321,7 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
         .success()
     );
     let new_key_arg = new_key.to_str().expect("utf8");
-    let rotate = inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg])
+    let rotate = common::inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg])
         .output()
         .expect("rotate");
     assert!(
@@ -358,7 +331,7 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
     );
     assert!(String::from_utf8_lossy(&rotate.stdout).contains("re-wrapped"));
     // Re-running is safe and says it is done.
-    let again = inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg])
+    let again = common::inboxd(&config, &["rotate-key", "--new-key-file", new_key_arg])
         .output()
         .expect("rotate");
     assert!(
@@ -367,7 +340,9 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
         String::from_utf8_lossy(&again.stderr)
     );
     // The old key is now refused; the new one reads everything.
-    let old = inboxd(&config, &["sync", "--once"]).output().expect("sync");
+    let old = common::inboxd(&config, &["sync", "--once"])
+        .output()
+        .expect("sync");
     assert!(
         !old.status.success(),
         "the old key must be refused after rotation"
@@ -378,7 +353,7 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
         format!("key_file = \"{}\"\n{text}", new_key.display()),
     )
     .expect("config");
-    let with_new = inboxd(&config, &["sync", "--once", "--json"])
+    let with_new = common::inboxd(&config, &["sync", "--once", "--json"])
         .output()
         .expect("sync");
     assert!(
@@ -409,7 +384,7 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
 }
 
 fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
-    let output = inboxd(config, args).output().expect("cli");
+    let output = common::inboxd(config, args).output().expect("cli");
     assert!(
         output.status.success(),
         "{args:?}: {}",
@@ -432,7 +407,7 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
         ),
     )
     .expect("config");
-    let mut daemon = inboxd(&config, &["serve"])
+    let mut daemon = common::inboxd(&config, &["serve"])
         .stderr(Stdio::null())
         .spawn()
         .expect("serve");
@@ -454,7 +429,7 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
         common::message("a@hot", "one", "a@example.org", "1"),
     )
     .expect("w");
-    let added = inboxd(
+    let added = common::inboxd(
         &config,
         &[
             "mailbox",
@@ -472,7 +447,7 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
     );
     assert!(
         common::wait_until(Duration::from_secs(20), || async {
-            count(&data).await == 1
+            common::count_messages(&data).await == 1
         })
         .await,
         "the new mailbox is synced without a restart"
@@ -508,7 +483,7 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
         "--folder",
         &folder,
     ];
-    let added = inboxd(&config, &args).output().expect("add-imap");
+    let added = common::inboxd(&config, &args).output().expect("add-imap");
     assert!(
         added.status.success(),
         "{}",
@@ -516,7 +491,7 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
     );
     assert!(
         common::wait_until(Duration::from_secs(20), || async {
-            count(&data).await == 2
+            common::count_messages(&data).await == 2
         })
         .await,
         "the IMAP mailbox is synced without a restart"
@@ -535,12 +510,12 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
         "the password is sealed, never stored in the clear"
     );
     // Removal refuses to drop stored mail unless asked, then stops the task and deletes its data.
-    let refused = inboxd(&config, &["mailbox", "remove", "extra"])
+    let refused = common::inboxd(&config, &["mailbox", "remove", "extra"])
         .output()
         .expect("remove");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--delete-messages"));
-    let removed = inboxd(
+    let removed = common::inboxd(
         &config,
         &["mailbox", "remove", "extra", "--delete-messages"],
     )
@@ -553,14 +528,14 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
     );
     assert!(
         common::wait_until(Duration::from_secs(10), || async {
-            count(&data).await == 1
+            common::count_messages(&data).await == 1
         })
         .await
     );
     let list = cli_json(&config, &["mailbox", "list", "--json"]);
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
-    signal(&daemon, "TERM");
-    let status = wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits");
+    common::signal(&daemon, "TERM");
+    let status = common::wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits");
     assert!(status.success());
 }
 
@@ -624,7 +599,7 @@ async fn oversize_and_big_messages_are_stored_not_dropped() {
         .output();
     let output = match output {
         Ok(output) => output,
-        Err(_) => inboxd(&config, &["sync", "--once", "--json"])
+        Err(_) => common::inboxd(&config, &["sync", "--once", "--json"])
             .output()
             .expect("sync"),
     };

@@ -5,48 +5,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use inboxd::store::Store;
-use inboxd::store::entities::message;
-use sea_orm::{EntityTrait, PaginatorTrait};
-
-fn inboxd(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(common::binary());
-    command.arg("--config").arg(config).args(args);
-    command
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-async fn count(data: &Path) -> u64 {
-    let url = format!("sqlite://{}", data.join("inboxd.db").display());
-    let Ok(store) = Store::connect(&url, &data.join("blobs")).await else {
-        return 0;
-    };
-    let n = message::Entity::find().count(&store.db).await.unwrap_or(0);
-    let _ = store.db.close().await;
-    n
-}
 
 fn example_table() -> String {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/maildir");
@@ -95,7 +55,7 @@ fn notify_socket_gets_ready_watchdog_and_stopping() {
         ),
     )
     .expect("config");
-    let mut daemon = inboxd(&config, &["serve"])
+    let mut daemon = common::inboxd(&config, &["serve"])
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "2000000")
         .stderr(Stdio::null())
@@ -128,13 +88,13 @@ fn notify_socket_gets_ready_watchdog_and_stopping() {
             .windows(2)
             .all(|pair| pair[1] - pair[0] < Duration::from_secs(2))
     );
-    signal(&daemon, "TERM");
+    common::signal(&daemon, "TERM");
     let mut seen = Vec::new();
     assert!(
         receive_until(&socket, "STOPPING=1", Duration::from_secs(10), &mut seen),
         "{seen:?}"
     );
-    let status = wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits");
+    let status = common::wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits");
     assert!(status.success());
 }
 
@@ -171,29 +131,29 @@ async fn sigterm_mid_sync_exits_in_time_and_loses_nothing() {
         ),
     )
     .expect("config");
-    let mut daemon = inboxd(&config, &["serve"])
+    let mut daemon = common::inboxd(&config, &["serve"])
         .stderr(Stdio::null())
         .spawn()
         .expect("serve");
     assert!(
         common::wait_until(Duration::from_secs(30), || async {
-            count(&data).await >= 10
+            common::count_messages(&data).await >= 10
         })
         .await
     );
-    let at_signal = count(&data).await;
+    let at_signal = common::count_messages(&data).await;
     let started = Instant::now();
-    signal(&daemon, "TERM");
-    let status =
-        wait_exit(&mut daemon, Duration::from_secs(30)).expect("exits within TimeoutStopSec=30s");
+    common::signal(&daemon, "TERM");
+    let status = common::wait_exit(&mut daemon, Duration::from_secs(30))
+        .expect("exits within TimeoutStopSec=30s");
     eprintln!(
         "exit after {:?} with {at_signal} of {total} stored at SIGTERM",
         started.elapsed()
     );
     assert!(status.success(), "{status:?}");
-    let after = count(&data).await;
+    let after = common::count_messages(&data).await;
     assert!(after <= total);
-    let output = inboxd(&config, &["sync", "--once", "--json"])
+    let output = common::inboxd(&config, &["sync", "--once", "--json"])
         .output()
         .expect("sync");
     assert!(
@@ -201,7 +161,11 @@ async fn sigterm_mid_sync_exits_in_time_and_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(count(&data).await, total, "nothing lost, nothing twice");
+    assert_eq!(
+        common::count_messages(&data).await,
+        total,
+        "nothing lost, nothing twice"
+    );
 }
 
 #[tokio::test]
@@ -214,7 +178,7 @@ async fn sighup_reloads_mailboxes_from_the_config_file() {
         data.display()
     );
     std::fs::write(&config, &base).expect("config");
-    let mut daemon = inboxd(&config, &["serve"])
+    let mut daemon = common::inboxd(&config, &["serve"])
         .stderr(Stdio::null())
         .spawn()
         .expect("serve");
@@ -225,24 +189,24 @@ async fn sighup_reloads_mailboxes_from_the_config_file() {
         .await
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(count(&data).await, 0);
+    assert_eq!(common::count_messages(&data).await, 0);
     std::fs::write(&config, format!("{base}{}", example_table())).expect("config");
-    signal(&daemon, "HUP");
+    common::signal(&daemon, "HUP");
     assert!(
         common::wait_until(Duration::from_secs(20), || async {
-            count(&data).await >= 10
+            common::count_messages(&data).await >= 10
         })
         .await,
         "the mailbox added to the config starts syncing after SIGHUP"
     );
     // A broken config on reload is refused and the daemon keeps running.
     std::fs::write(&config, "data_dir = 5\n").expect("config");
-    signal(&daemon, "HUP");
+    common::signal(&daemon, "HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(daemon.try_wait().expect("wait").is_none(), "still running");
-    signal(&daemon, "TERM");
+    common::signal(&daemon, "TERM");
     assert!(
-        wait_exit(&mut daemon, Duration::from_secs(10))
+        common::wait_exit(&mut daemon, Duration::from_secs(10))
             .expect("exits")
             .success()
     );
@@ -264,7 +228,9 @@ fn an_open_key_file_is_warned_about() {
         ),
     )
     .expect("config");
-    let output = inboxd(&config, &["migrate"]).output().expect("migrate");
+    let output = common::inboxd(&config, &["migrate"])
+        .output()
+        .expect("migrate");
     assert!(
         output.status.success(),
         "{}",

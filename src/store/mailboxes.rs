@@ -87,28 +87,7 @@ pub async fn upsert_from_config(
         active.update(db).await?;
         return Ok(id);
     }
-    let id = Uuid::now_v7();
-    mailbox::ActiveModel {
-        id: Set(id),
-        name: Set(config.name.clone()),
-        kind: Set(kind_of(config).to_string()),
-        origin: Set(ORIGIN_CONFIG.to_string()),
-        settings_sealed: Set(None),
-        enabled: Set(config.enabled),
-        retention_days: Set(retention),
-        legal_hold: Set(false),
-        legal_hold_reason_sealed: Set(None),
-        status: Set("idle".to_string()),
-        last_sync_at: Set(None),
-        last_error: Set(None),
-        last_error_at: Set(None),
-        messages_stored: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(id)
+    insert_new(db, config, ORIGIN_CONFIG, None, retention, now).await
 }
 
 /// Adds (or replaces) an admin mailbox; its settings, including the password, are sealed.
@@ -140,13 +119,24 @@ pub async fn save_admin(
         active.update(db).await?;
         return Ok(id);
     }
+    insert_new(db, config, ORIGIN_ADMIN, Some(sealed), retention, now).await
+}
+
+async fn insert_new(
+    db: &impl ConnectionTrait,
+    config: &MailboxConfig,
+    origin: &str,
+    settings_sealed: Option<Vec<u8>>,
+    retention: Option<i32>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     mailbox::ActiveModel {
         id: Set(id),
         name: Set(config.name.clone()),
         kind: Set(kind_of(config).to_string()),
-        origin: Set(ORIGIN_ADMIN.to_string()),
-        settings_sealed: Set(Some(sealed)),
+        origin: Set(origin.to_string()),
+        settings_sealed: Set(settings_sealed),
         enabled: Set(config.enabled),
         retention_days: Set(retention),
         legal_hold: Set(false),

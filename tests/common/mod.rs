@@ -235,3 +235,50 @@ where
     }
     false
 }
+
+/// The real binary with `--config`.
+pub fn inboxd(config: &Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(binary());
+    command.arg("--config").arg(config).args(args);
+    command
+}
+
+/// Sends a signal (`TERM`, `HUP`, `KILL`) to a child we started.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Waits up to `limit` for a child to exit.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Messages stored in the SQLite database of a data directory (0 while it does not exist yet).
+pub async fn count_messages(data: &Path) -> u64 {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let url = format!("sqlite://{}", data.join("inboxd.db").display());
+    let Ok(store) = inboxd::store::Store::connect(&url, &data.join("blobs")).await else {
+        return 0;
+    };
+    let count = inboxd::store::entities::message::Entity::find()
+        .count(&store.db)
+        .await
+        .unwrap_or(0);
+    let _ = store.db.close().await;
+    count
+}
