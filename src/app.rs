@@ -16,7 +16,7 @@ use crate::delivery::sender::Sender;
 use crate::ingest::commit::{Ingestor, sweep_orphans};
 use crate::ingest::supervisor::{MailboxSet, Supervisor};
 use crate::lock::DataDirLock;
-use crate::search::indexer::{IndexHandle, catch_up, open_index};
+use crate::search::indexer::{IndexHandle, catch_up, index_replies_since, open_index};
 use crate::service::{Heartbeat, Notifier, watchdog_task};
 use crate::store::settings::{self, KeyCheck};
 use crate::store::{Store, redact_url};
@@ -230,23 +230,39 @@ pub async fn run(
     Ok(())
 }
 
-/// Indexes what the store has and the index lacks: at start (after a crash or into a rebuilt index)
-/// and then every [`CATCH_UP_EVERY`] for messages stored by other processes (replies queued from the
-/// CLI).
+/// Indexes what the store has and the index lacks once at start (after a crash, or into a rebuilt
+/// index), then every [`CATCH_UP_EVERY`] the replies other processes stored (queued from the CLI).
 async fn keep_index_complete(
     store: Store,
     master: Arc<MasterKey>,
     index: IndexHandle,
     cancel: CancellationToken,
 ) {
+    let mut caught_up = false;
+    let mut since = crate::clock::now();
     loop {
-        match catch_up(&store, &master, &index, Some(&cancel), |_, _| {}).await {
-            Ok(0) => {}
-            Ok(count) => info!(
-                messages = count,
-                "indexed messages missing from the search index"
-            ),
-            Err(err) => warn!(error = %err, "index catch-up failed; retrying later"),
+        if caught_up {
+            // Replies queued from the CLI; a small overlap so none is missed between two passes.
+            let next = crate::clock::now();
+            let overlap = chrono::Duration::seconds(5);
+            match index_replies_since(&store, &master, &index, since - overlap).await {
+                Ok(_) => since = next,
+                Err(err) => warn!(error = %err, "indexing new replies failed; retrying later"),
+            }
+        } else {
+            since = crate::clock::now();
+            match catch_up(&store, &master, &index, Some(&cancel), |_, _| {}).await {
+                Ok(count) => {
+                    caught_up = !cancel.is_cancelled();
+                    if count > 0 {
+                        info!(
+                            messages = count,
+                            "indexed messages missing from the search index"
+                        );
+                    }
+                }
+                Err(err) => warn!(error = %err, "index catch-up failed; retrying later"),
+            }
         }
         tokio::select! {
             () = cancel.cancelled() => return,

@@ -278,12 +278,12 @@ impl Sender {
                 active.state = Set(state::RETRY.to_string());
                 active.next_attempt_at =
                     Set(now + chrono::Duration::from_std(delay).unwrap_or_default());
-                active.last_error = Set(Some(reason.clone()));
+                active.last_error = Set(Some(smtp::redact_addresses(&reason)));
                 (event::DEFERRED, enhanced_code(&reason), Some(reason), None)
             }
             Err((_, reason)) => {
                 active.state = Set(state::FAILED.to_string());
-                active.last_error = Set(Some(reason.clone()));
+                active.last_error = Set(Some(smtp::redact_addresses(&reason)));
                 (event::FAILED, enhanced_code(&reason), Some(reason), None)
             }
         };

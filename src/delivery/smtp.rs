@@ -288,7 +288,7 @@ impl SmtpError {
 
 /// Replaces every word containing `@` (a mail address in a server reply) so that error
 /// messages can go to the logs without addresses.
-fn redact_addresses(text: &str) -> String {
+pub fn redact_addresses(text: &str) -> String {
     text.split(' ')
         .map(|word| {
             if word.contains('@') {

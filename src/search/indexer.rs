@@ -386,6 +386,32 @@ pub async fn catch_up(
     Ok(missing)
 }
 
+/// Indexes the conversations of replies stored since `since` by other processes (`inboxd reply`): the
+/// daemon indexes what it ingests itself as it commits, so only these need looking for, and the periodic
+/// pass stays cheap however large the store grows.
+pub async fn index_replies_since(
+    store: &Store,
+    master: &MasterKey,
+    handle: &IndexHandle,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, StoreError> {
+    let mut conversations: Vec<Uuid> = message::Entity::find()
+        .select_only()
+        .column(message::Column::ConversationId)
+        .filter(message::Column::Direction.eq(crate::store::messages::OUTBOUND))
+        .filter(message::Column::CreatedAt.gte(since))
+        .into_tuple()
+        .all(&store.db)
+        .await?;
+    conversations.sort();
+    conversations.dedup();
+    for conversation_id in &conversations {
+        let docs = docs_for_conversation(store, master, *conversation_id).await?;
+        handle.add(docs).await;
+    }
+    Ok(conversations.len())
+}
+
 /// Whether the database holds any message (used to decide whether an empty index needs a rebuild).
 pub async fn store_has_messages(db: &impl ConnectionTrait) -> Result<bool, StoreError> {
     Ok(message::Entity::find()
