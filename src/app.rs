@@ -157,6 +157,15 @@ pub async fn run(
         index_handle.clone(),
         catch_up_cancel.clone(),
     ));
+    let purge_cancel = shutdown.child_token();
+    tracker.spawn(crate::purge::retention::schedule(
+        opened.store.clone(),
+        Arc::clone(&opened.master),
+        index_handle.clone(),
+        config.retention.purge_interval,
+        config.retention.batch_size,
+        purge_cancel.clone(),
+    ));
     let ingest_cancel = shutdown.child_token();
     let supervisor_beat = Heartbeat::default();
     let supervisor = Supervisor {
@@ -209,6 +218,7 @@ pub async fn run(
     info!("shutting down: stopping mailbox tasks and the outbox");
     ingest_cancel.cancel();
     outbox_cancel.cancel();
+    purge_cancel.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
         .await
@@ -251,6 +261,14 @@ async fn keep_index_complete(
             }
         } else {
             since = crate::clock::now();
+            match crate::purge::remove_stale_documents(&store, &index).await {
+                Ok(0) => {}
+                Ok(count) => info!(
+                    documents = count,
+                    "removed index entries of messages no longer stored"
+                ),
+                Err(err) => warn!(error = %err, "checking the index for removed messages failed"),
+            }
             match catch_up(&store, &master, &index, Some(&cancel), |_, _| {}).await {
                 Ok(count) => {
                     caught_up = !cancel.is_cancelled();

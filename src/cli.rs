@@ -104,6 +104,37 @@ pub enum Command {
     },
     /// Rebuild the search index from the store (the daemon must be stopped).
     Reindex,
+    /// Delete every conversation past its mailbox's retention window (the daemon also does this on its
+    /// schedule). Conversations on legal hold are kept.
+    Purge {
+        /// List what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-mailbox retention windows.
+    Retention {
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
+    /// Legal hold: held conversations (or whole mailboxes) are never purged or erased.
+    Hold {
+        #[command(subcommand)]
+        action: HoldAction,
+    },
+    /// Data-subject requests: export or erase everything that involves one email address.
+    Subject {
+        #[command(subcommand)]
+        action: SubjectAction,
+    },
+    /// The audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Master key utilities.
     Key {
         #[command(subcommand)]
@@ -171,5 +202,71 @@ pub enum MailboxAction {
         name: String,
         #[arg(long)]
         delete_messages: bool,
+    },
+}
+
+/// `inboxd retention ...`
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// Set a mailbox's retention window; takes effect at the next purge run.
+    Set {
+        mailbox: String,
+        /// Keep conversations this many days after their last activity.
+        #[arg(long, conflicts_with = "forever", required_unless_present = "forever")]
+        days: Option<u32>,
+        /// Keep conversations forever (no retention window).
+        #[arg(long)]
+        forever: bool,
+    },
+    /// Show every mailbox's retention window and hold.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `inboxd hold ...`
+#[derive(Debug, Subcommand)]
+pub enum HoldAction {
+    /// Put a conversation or a whole mailbox on legal hold.
+    Set {
+        #[arg(long, conflicts_with = "mailbox", required_unless_present = "mailbox")]
+        conversation: Option<uuid::Uuid>,
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Why (stored sealed; shown to admins).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a hold.
+    Release {
+        #[arg(long, conflicts_with = "mailbox", required_unless_present = "mailbox")]
+        conversation: Option<uuid::Uuid>,
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
+    /// List active holds.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `inboxd subject ...`
+#[derive(Debug, Subcommand)]
+pub enum SubjectAction {
+    /// Write everything that involves ADDRESS (as .eml, attachments and a JSON manifest) to a tar file.
+    Export {
+        address: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase every message that involves ADDRESS (conversations on legal hold are reported and kept).
+    Erase {
+        address: String,
+        #[arg(long)]
+        json: bool,
     },
 }

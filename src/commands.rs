@@ -73,6 +73,13 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             crate::commands_conversations::reply(&config, conversation, &body_file, to, cc, json)
                 .await
         }
+        Command::Purge { dry_run, json } => {
+            crate::commands_purge::purge(&config, dry_run, json).await
+        }
+        Command::Retention { action } => crate::commands_purge::retention(&config, action).await,
+        Command::Hold { action } => crate::commands_purge::hold(&config, action).await,
+        Command::Subject { action } => crate::commands_purge::subject(&config, action).await,
+        Command::Audit { limit, json } => crate::commands_purge::audit(&config, limit, json).await,
         Command::RotateKey { new_key_file } => rotate_key(&config, &new_key_file).await,
         Command::Key {
             action: KeyAction::Generate { out },

@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub ingest: IngestFile,
     #[serde(default)]
     pub outbox: OutboxFile,
+    #[serde(default)]
+    pub retention: RetentionFile,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxFile>,
 }
@@ -74,6 +76,16 @@ pub struct OutboxFile {
     /// Seconds to wait for the relay's DSN about a send a crash interrupted before deciding it never
     /// arrived and sending again (only to relays that issue DSNs).
     pub interrupted_grace_secs: Option<u64>,
+}
+
+/// `[retention]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    /// Seconds between purge runs of the daemon (the first runs at start).
+    pub purge_interval_secs: Option<u64>,
+    /// Conversations deleted per write transaction.
+    pub batch_size: Option<u32>,
 }
 
 /// One `[[mailbox]]` table.

@@ -174,6 +174,22 @@ impl Default for OutboxConfig {
     }
 }
 
+/// The purge schedule (retention windows themselves are per mailbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub purge_interval: Duration,
+    pub batch_size: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            purge_interval: Duration::from_secs(3600),
+            batch_size: 500,
+        }
+    }
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Clone)]
 pub struct Config {
@@ -187,6 +203,7 @@ pub struct Config {
     pub api_listen: SocketAddr,
     pub ingest: IngestConfig,
     pub outbox: OutboxConfig,
+    pub retention: RetentionConfig,
     pub mailboxes: Vec<MailboxConfig>,
 }
 

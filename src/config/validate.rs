@@ -8,7 +8,8 @@ use super::file::{ConfigFile, MailboxFile};
 use super::secrets::read_secret_env;
 use super::{
     AfterFetch, Config, ConfigError, ImapMailbox, IngestConfig, KeySource, LogFormat,
-    MailboxConfig, MailboxSource, OutboxConfig, Outgoing, PasswordSource, SmtpConfig, TlsSetting,
+    MailboxConfig, MailboxSource, OutboxConfig, Outgoing, PasswordSource, RetentionConfig,
+    SmtpConfig, TlsSetting,
 };
 
 /// Default API address: loopback only.
@@ -81,6 +82,13 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         max_attempts: file.outbox.max_attempts.unwrap_or(8).max(1),
         interrupted_grace: Duration::from_secs(file.outbox.interrupted_grace_secs.unwrap_or(900)),
     };
+    let retention = RetentionConfig {
+        purge_interval: Duration::from_secs(
+            file.retention.purge_interval_secs.unwrap_or(3600).max(1),
+        ),
+        batch_size: usize::try_from(file.retention.batch_size.unwrap_or(500).clamp(1, 10_000))
+            .unwrap_or(500),
+    };
 
     let mut names = HashSet::new();
     let mut mailboxes = Vec::new();
@@ -111,6 +119,7 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         api_listen,
         ingest,
         outbox,
+        retention,
         mailboxes,
     })
 }

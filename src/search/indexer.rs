@@ -29,12 +29,36 @@ const WRITER_HEAP: usize = 64 * 1024 * 1024;
 pub enum IndexOp {
     /// Add (or replace) documents.
     Add(Vec<SearchDoc>),
-    /// Remove every document of a conversation.
-    DeleteConversation(Uuid),
+    /// Remove documents (effective at the next commit; their text stays in the segment files until a
+    /// `Purge` merges it away).
+    Delete(Deletion),
     /// Commit now and answer.
     Flush(tokio::sync::oneshot::Sender<Result<(), String>>),
-    /// Delete, commit, and merge away deleted documents so their text is physically gone.
-    Purge(Vec<Uuid>, tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Delete, commit, and merge away every deleted document so its text is physically gone.
+    Purge(Deletion, tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// Documents to remove: every message of some conversations, and some single messages.
+#[derive(Debug, Default, Clone)]
+pub struct Deletion {
+    pub conversations: Vec<Uuid>,
+    pub messages: Vec<Uuid>,
+}
+
+impl Deletion {
+    fn apply(&self, writer: &mut super::IndexWriterHandle) -> usize {
+        for id in &self.conversations {
+            if let Err(err) = writer.delete_conversation(*id) {
+                warn!(error = %err, "cannot delete a conversation from the index");
+            }
+        }
+        for id in &self.messages {
+            if let Err(err) = writer.delete_message(*id) {
+                warn!(error = %err, "cannot delete a message from the index");
+            }
+        }
+        self.conversations.len() + self.messages.len()
+    }
 }
 
 /// Handle to the index: searching, and sending work to the writer thread. Cheap to clone.
@@ -105,9 +129,8 @@ impl IndexHandle {
                             pending += docs.len();
                             since.get_or_insert_with(Instant::now);
                         }
-                        Some(IndexOp::DeleteConversation(id)) => {
-                            let _ = writer.delete_conversation(id);
-                            pending += 1;
+                        Some(IndexOp::Delete(deletion)) => {
+                            pending += deletion.apply(&mut writer);
                             since.get_or_insert_with(Instant::now);
                         }
                         Some(IndexOp::Flush(reply)) => {
@@ -117,10 +140,8 @@ impl IndexHandle {
                             let _ = reply.send(result);
                             continue;
                         }
-                        Some(IndexOp::Purge(conversations, reply)) => {
-                            for id in conversations {
-                                let _ = writer.delete_conversation(id);
-                            }
+                        Some(IndexOp::Purge(deletion, reply)) => {
+                            deletion.apply(&mut writer);
                             let result = writer
                                 .commit()
                                 .and_then(|_| writer.purge_physically())
@@ -156,9 +177,11 @@ impl IndexHandle {
         }
     }
 
-    /// Removes a conversation's documents.
-    pub async fn delete_conversation(&self, id: Uuid) {
-        let _ = self.tx.send(IndexOp::DeleteConversation(id)).await;
+    /// Removes documents (committed with the next batch; physically gone after [`IndexHandle::purge`]).
+    pub async fn delete(&self, deletion: Deletion) {
+        if self.tx.send(IndexOp::Delete(deletion)).await.is_err() {
+            warn!("index writer stopped; stale documents are removed at the next start");
+        }
     }
 
     /// Commits what was sent so far.
@@ -174,11 +197,12 @@ impl IndexHandle {
             .map_err(SearchError::Index)
     }
 
-    /// Deletes conversations and merges their text physically out of the index files.
-    pub async fn purge(&self, conversations: Vec<Uuid>) -> Result<(), SearchError> {
+    /// Deletes documents, commits, and merges the text of every deleted document physically out of
+    /// the index files.
+    pub async fn purge(&self, deletion: Deletion) -> Result<(), SearchError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.tx
-            .send(IndexOp::Purge(conversations, reply))
+            .send(IndexOp::Purge(deletion, reply))
             .await
             .map_err(|_| SearchError::Index("index writer stopped".to_string()))?;
         answer

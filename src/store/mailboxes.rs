@@ -82,7 +82,10 @@ pub async fn upsert_from_config(
         active.kind = Set(kind_of(config).to_string());
         active.origin = Set(ORIGIN_CONFIG.to_string());
         active.enabled = Set(config.enabled);
-        active.retention_days = Set(retention);
+        // The file's `retention_days`, when given, wins; without it the admin's setting stands.
+        if retention.is_some() {
+            active.retention_days = Set(retention);
+        }
         active.updated_at = Set(now);
         active.update(db).await?;
         return Ok(id);

@@ -42,6 +42,11 @@ pub fn subject_aad(conversation_id: &Uuid) -> Aad {
     Aad::new("conversation.subject").with_bytes(conversation_id.as_bytes())
 }
 
+/// AAD of a conversation's sealed legal-hold reason.
+pub fn hold_reason_aad(conversation_id: &Uuid) -> Aad {
+    Aad::new("conversation.hold_reason").with_bytes(conversation_id.as_bytes())
+}
+
 /// AAD of an internal note, sealed under the conversation key.
 pub fn note_aad(note_id: &Uuid, conversation_id: &Uuid) -> Aad {
     Aad::new("note.body")
