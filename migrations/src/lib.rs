@@ -7,7 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_schema;
-mod m20261128_000002_index_outbox_message;
+mod m20261128_000002_purge_support;
 
 /// Runs every migration of the product in order.
 pub struct Migrator;
@@ -17,7 +17,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261128_000001_create_schema::Migration),
-            Box::new(m20261128_000002_index_outbox_message::Migration),
+            Box::new(m20261128_000002_purge_support::Migration),
         ]
     }
 }

@@ -11,6 +11,12 @@ pub struct Migration;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// In one transaction with its record on every backend (SQLite too): a process killed halfway
+    /// through leaves the schema as it was, never half-created.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         create_instance_settings(manager).await?;
         create_mailboxes(manager).await?;

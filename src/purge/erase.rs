@@ -15,7 +15,7 @@
 //! by the index reconciliation at the next start); a crash before it changes nothing.
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QuerySelect,
@@ -26,7 +26,8 @@ use uuid::Uuid;
 use crate::clock;
 use crate::crypto::{DataKey, MasterKey};
 use crate::search::indexer::{Deletion, IndexHandle};
-use crate::store::entities::{conversation, data_key, message, note};
+use crate::store::entities::{conversation, data_key, message, note, tombstone};
+use crate::store::messages::{MAILDIR_PREFIX, TOMBSTONE_CONTENT};
 use crate::store::threads::{conversation_key, conversation_key_aad, message_key_aad, note_aad};
 use crate::store::threads::{hold_reason_aad, subject_aad};
 use crate::store::{Store, StoreError, begin_write};
@@ -56,6 +57,9 @@ impl std::ops::AddAssign for Erased {
 struct Doomed {
     id: Uuid,
     conversation_id: Uuid,
+    mailbox_id: Uuid,
+    folder: Option<String>,
+    content_hash: String,
     blob_path: Option<String>,
     raw_size: i64,
 }
@@ -64,10 +68,22 @@ async fn messages_of_conversations(
     db: &impl ConnectionTrait,
     conversations: &[Uuid],
 ) -> Result<Vec<Doomed>, StoreError> {
-    let rows: Vec<(Uuid, Uuid, Option<String>, i64)> = message::Entity::find()
+    type Row = (
+        Uuid,
+        Uuid,
+        Uuid,
+        Option<String>,
+        String,
+        Option<String>,
+        i64,
+    );
+    let rows: Vec<Row> = message::Entity::find()
         .select_only()
         .column(message::Column::Id)
         .column(message::Column::ConversationId)
+        .column(message::Column::MailboxId)
+        .column(message::Column::Folder)
+        .column(message::Column::ContentHash)
         .column(message::Column::BlobPath)
         .column(message::Column::RawSize)
         .filter(message::Column::ConversationId.is_in(conversations.iter().copied()))
@@ -76,13 +92,94 @@ async fn messages_of_conversations(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, conversation_id, blob_path, raw_size)| Doomed {
-            id,
-            conversation_id,
-            blob_path,
-            raw_size,
-        })
+        .map(
+            |(id, conversation_id, mailbox_id, folder, content_hash, blob_path, raw_size)| Doomed {
+                id,
+                conversation_id,
+                mailbox_id,
+                folder,
+                content_hash,
+                blob_path,
+                raw_size,
+            },
+        )
         .collect())
+}
+
+/// Records the source identities of messages about to be deleted, so that a copy still at the source
+/// (a Maildir file, an IMAP folder re-synced after a UIDVALIDITY change) is not ingested again.
+async fn bury(db: &impl ConnectionTrait, doomed: &[&Doomed]) -> Result<(), StoreError> {
+    let now = clock::now();
+    let mut rows = Vec::with_capacity(doomed.len() * 2);
+    for message in doomed {
+        rows.push((
+            message.mailbox_id,
+            format!("{TOMBSTONE_CONTENT}{}", message.content_hash),
+        ));
+        if let Some(folder) = message
+            .folder
+            .as_ref()
+            .filter(|f| f.starts_with(MAILDIR_PREFIX))
+        {
+            rows.push((message.mailbox_id, folder.clone()));
+        }
+    }
+    rows.sort();
+    rows.dedup();
+    for chunk in rows.chunks(CHUNK / 2) {
+        tombstone::Entity::insert_many(chunk.iter().map(|(mailbox_id, key)| {
+            tombstone::ActiveModel {
+                mailbox_id: Set(*mailbox_id),
+                source_key: Set(key.clone()),
+                created_at: Set(now),
+            }
+        }))
+        .on_conflict(
+            OnConflict::columns([tombstone::Column::MailboxId, tombstone::Column::SourceKey])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The audit record a deletion writes in its own transaction, so that no deletion ever commits without
+/// its record (and a run killed halfway has records for exactly what it did).
+#[derive(Debug, Clone)]
+pub struct AuditContext {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// The policy that applied (merged with the counts).
+    pub policy: serde_json::Value,
+}
+
+impl AuditContext {
+    async fn record(&self, db: &impl ConnectionTrait, erased: &Erased) -> Result<(), StoreError> {
+        let mut details = self.policy.clone();
+        if let serde_json::Value::Object(map) = &mut details {
+            map.insert("conversations".to_string(), erased.conversations.into());
+            map.insert("messages".to_string(), erased.messages.into());
+            map.insert("bytes".to_string(), erased.bytes.into());
+        }
+        crate::store::audit::record(db, &self.actor, &self.action, Some(&self.target), details)
+            .await
+    }
+
+    /// The record of a run that deleted nothing (`held_kept`: expired conversations kept by a hold).
+    pub async fn record_empty(
+        &self,
+        db: &impl ConnectionTrait,
+        held_kept: u64,
+    ) -> Result<(), StoreError> {
+        let mut context = self.clone();
+        if let serde_json::Value::Object(map) = &mut context.policy {
+            map.insert("held_kept".to_string(), held_kept.into());
+        }
+        context.record(db, &Erased::default()).await
+    }
 }
 
 /// Deletes whole conversations, but only those still matching `still` inside the deleting transaction
@@ -94,9 +191,14 @@ pub async fn erase_conversations(
     index: Option<&IndexHandle>,
     ids: &[Uuid],
     still: Condition,
+    audit: Option<&AuditContext>,
 ) -> Result<Erased, StoreError> {
     let mut total = Erased::default();
     for chunk in ids.chunks(CHUNK) {
+        let _ordered = match index {
+            Some(index) => Some(index.ordered().await),
+            None => None,
+        };
         let candidates = messages_of_conversations(&store.db, chunk).await?;
         let transaction = begin_write(&store.db).await?;
         let doomed: Vec<Uuid> = conversation::Entity::find()
@@ -111,6 +213,12 @@ pub async fn erase_conversations(
             transaction.rollback().await?;
             continue;
         }
+        let doomed_set: HashSet<Uuid> = doomed.iter().copied().collect();
+        let gone: Vec<Doomed> = candidates
+            .into_iter()
+            .filter(|message| doomed_set.contains(&message.conversation_id))
+            .collect();
+        bury(&transaction, &gone.iter().collect::<Vec<_>>()).await?;
         // Keys first (crypto-shredding), then the rows; the cascade takes the rest.
         data_key::Entity::delete_many()
             .filter(data_key::Column::ConversationId.is_in(doomed.iter().copied()))
@@ -120,13 +228,7 @@ pub async fn erase_conversations(
             .filter(conversation::Column::Id.is_in(doomed.iter().copied()))
             .exec(&transaction)
             .await?;
-        transaction.commit().await?;
-        let doomed_set: HashSet<Uuid> = doomed.iter().copied().collect();
-        let gone: Vec<Doomed> = candidates
-            .into_iter()
-            .filter(|message| doomed_set.contains(&message.conversation_id))
-            .collect();
-        total += Erased {
+        let batch = Erased {
             conversations: doomed.len() as u64,
             messages: gone.len() as u64,
             bytes: gone
@@ -134,6 +236,11 @@ pub async fn erase_conversations(
                 .map(|message| u64::try_from(message.raw_size).unwrap_or(0))
                 .sum(),
         };
+        if let Some(audit) = audit {
+            audit.record(&transaction, &batch).await?;
+        }
+        transaction.commit().await?;
+        total += batch;
         remove_blobs(store, &gone).await?;
         if let Some(index) = index {
             index
@@ -187,6 +294,10 @@ async fn erase_in_conversation(
     message_ids: &[Uuid],
     still: &Condition,
 ) -> Result<Erased, StoreError> {
+    let _ordered = match index {
+        Some(index) => Some(index.ordered().await),
+        None => None,
+    };
     let transaction = begin_write(&store.db).await?;
     let Some(row) = conversation::Entity::find_by_id(conversation_id)
         .filter(still.clone())
@@ -205,6 +316,7 @@ async fn erase_in_conversation(
         transaction.rollback().await?;
         return Ok(Erased::default());
     }
+    bury(&transaction, &gone.iter().collect::<Vec<_>>()).await?;
     let erased_conversation = kept.is_empty();
     if erased_conversation {
         data_key::Entity::delete_by_id(conversation_id)

@@ -17,12 +17,12 @@ use serde::Serialize;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::erase::{Erased, erase_conversations};
+use super::erase::{AuditContext, Erased, erase_conversations};
 use crate::crypto::MasterKey;
 use crate::search::indexer::{Deletion, IndexHandle};
 use crate::store::entities::{conversation, mailbox};
 use crate::store::threads::{conversation_key, subject_aad};
-use crate::store::{Store, StoreError, audit};
+use crate::store::{Store, StoreError};
 
 /// How a purge run behaves.
 #[derive(Debug, Clone)]
@@ -220,6 +220,12 @@ async fn purge_mailbox(
     // Ids already tried this run: a conversation that stays (a hold placed meanwhile, new activity) is
     // not selected again, so the loop always ends.
     let mut skipped: Vec<Uuid> = Vec::new();
+    let audit = AuditContext {
+        actor: options.actor.clone(),
+        action: "retention.purge".to_string(),
+        target: format!("mailbox:{}", row.name),
+        policy: serde_json::json!({ "retention_days": days, "cutoff": cutoff }),
+    };
     loop {
         let mut query = conversation::Entity::find()
             .select_only()
@@ -235,8 +241,14 @@ async fn purge_mailbox(
         if ids.is_empty() {
             break;
         }
-        let done =
-            erase_conversations(store, index, &ids, expired_condition(row.id, cutoff)).await?;
+        let done = erase_conversations(
+            store,
+            index,
+            &ids,
+            expired_condition(row.id, cutoff),
+            Some(&audit),
+        )
+        .await?;
         if done.conversations < ids.len() as u64 {
             // Some changed under us; find which and leave them for the next run.
             let left: Vec<Uuid> = conversation::Entity::find()
@@ -254,22 +266,9 @@ async fn purge_mailbox(
         }
     }
     let held = held_expired(&store.db, row.id, cutoff).await?;
-    if erased.conversations > 0 || options.actor != "daemon" {
-        audit::record(
-            &store.db,
-            &options.actor,
-            "retention.purge",
-            Some(&format!("mailbox:{}", row.name)),
-            serde_json::json!({
-                "retention_days": days,
-                "cutoff": cutoff,
-                "conversations": erased.conversations,
-                "messages": erased.messages,
-                "bytes": erased.bytes,
-                "held_kept": held,
-            }),
-        )
-        .await?;
+    if erased.conversations == 0 && options.actor != "daemon" {
+        // A run someone asked for is on record even when it found nothing.
+        audit.record_empty(&store.db, held).await?;
     }
     if erased.conversations > 0 {
         info!(
@@ -295,10 +294,15 @@ async fn purge_mailbox(
 /// return free pages, so neither keeps old ciphertext or keys around. Failures are logged: the next run
 /// (or start) does it again.
 pub async fn finish(store: &Store, index: Option<&IndexHandle>) {
-    if let Some(index) = index
-        && let Err(err) = index.purge(Deletion::default()).await
-    {
-        warn!(error = %err, "merging deleted documents out of the index failed; retried at the next purge");
+    if let Some(index) = index {
+        if let Err(err) = index.purge(Deletion::default()).await {
+            warn!(error = %err, "merging deleted documents out of the index failed; retried at the next purge");
+        }
+        // Belt and braces: whatever the index still holds of messages the store no longer has (a
+        // document queued by ingest just before its conversation expired) goes too.
+        if let Err(err) = super::remove_stale_documents(store, index).await {
+            warn!(error = %err, "checking the index for removed messages failed");
+        }
     }
     if let Err(err) = compact(store).await {
         warn!(error = %err, "database compaction after purge failed; retried at the next purge");

@@ -359,6 +359,15 @@ pub async fn erase(
     let still = Condition::all()
         .add(conversation::Column::LegalHold.eq(false))
         .add(conversation::Column::MailboxId.is_not_in(held_mailboxes.iter().copied()));
+    // The request is on record before anything is erased; the outcome after.
+    audit::record(
+        &store.db,
+        actor,
+        "subject.erase.requested",
+        Some(&audit_target(&hash)),
+        serde_json::json!({ "messages_found": ids.len() }),
+    )
+    .await?;
     let erased = erase_messages(store, master, index, &ids, still).await?;
     // Whatever is left of the subject's messages is held.
     let left = involved(store, &hash).await?;

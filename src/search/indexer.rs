@@ -68,6 +68,10 @@ pub struct IndexHandle {
     pub index: SearchIndex,
     /// Sends work to the writer thread; closed when every handle is dropped, which ends the thread.
     tx: mpsc::Sender<IndexOp>,
+    /// Orders "read from the store, then send to the writer" sequences against deletions: a catch-up
+    /// that read a conversation must send its documents before a purge of that conversation sends its
+    /// deletion, or the deleted documents would come back.
+    order: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Derives the index key from the master key.
@@ -167,7 +171,20 @@ impl IndexHandle {
                 }
             })
             .map_err(|err| SearchError::Index(err.to_string()))?;
-        Ok((IndexHandle { index, tx }, thread))
+        Ok((
+            IndexHandle {
+                index,
+                tx,
+                order: Arc::new(tokio::sync::Mutex::new(())),
+            },
+            thread,
+        ))
+    }
+
+    /// Held while reading something from the store and sending it to the writer, or while deleting it
+    /// from the store and sending the deletion, so the writer sees the two in the store's order.
+    pub async fn ordered(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.order.lock().await
     }
 
     /// Sends documents to be indexed (waits when the writer is behind: bounded memory).
@@ -403,8 +420,15 @@ pub async fn catch_up(
         if cancel.is_some_and(tokio_util::sync::CancellationToken::is_cancelled) {
             break;
         }
-        let docs = docs_for_conversation(store, master, conversation_id).await?;
+        // A conversation purged or merged meanwhile has nothing left to index.
+        let guard = handle.ordered().await;
+        let docs = match docs_for_conversation(store, master, conversation_id).await {
+            Ok(docs) => docs,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(err) => return Err(err),
+        };
         handle.add(docs).await;
+        drop(guard);
         progress(done + 1, total);
     }
     Ok(missing)
@@ -430,7 +454,12 @@ pub async fn index_replies_since(
     conversations.sort();
     conversations.dedup();
     for conversation_id in &conversations {
-        let docs = docs_for_conversation(store, master, *conversation_id).await?;
+        let _guard = handle.ordered().await;
+        let docs = match docs_for_conversation(store, master, *conversation_id).await {
+            Ok(docs) => docs,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(err) => return Err(err),
+        };
         handle.add(docs).await;
     }
     Ok(conversations.len())

@@ -7,7 +7,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::StoreError;
-use super::entities::{attachment, conversation, message, message_address};
+use super::entities::{attachment, conversation, message, message_address, tombstone};
 use super::threads::{self, message_key_aad};
 use crate::clock;
 use crate::crypto::MasterKey;
@@ -28,7 +28,8 @@ pub enum Stored {
     Duplicate,
 }
 
-/// Whether the mailbox already holds a message with this content hash.
+/// Whether the mailbox already holds a message with this content hash, or held one that was purged or
+/// erased (a tombstone): a message still at its source must not come back after its deletion.
 pub async fn is_duplicate(
     db: &impl ConnectionTrait,
     mailbox_id: Uuid,
@@ -39,8 +40,21 @@ pub async fn is_duplicate(
         .filter(message::Column::ContentHash.eq(content_hash))
         .count(db)
         .await?;
-    Ok(count > 0)
+    if count > 0 {
+        return Ok(true);
+    }
+    let buried = tombstone::Entity::find()
+        .filter(tombstone::Column::MailboxId.eq(mailbox_id))
+        .filter(tombstone::Column::SourceKey.eq(format!("{TOMBSTONE_CONTENT}{content_hash}")))
+        .count(db)
+        .await?;
+    Ok(buried > 0)
 }
+
+/// Tombstone key prefix of a content hash.
+pub const TOMBSTONE_CONTENT: &str = "content:";
+/// Prefix of a Maildir file identity, in `messages.folder` and in tombstones.
+pub const MAILDIR_PREFIX: &str = "maildir:";
 
 /// Stores one prepared message: call inside the batch's transaction.
 pub async fn store(
@@ -192,14 +206,23 @@ pub async fn maildir_keys(
         .select_only()
         .column(message::Column::Folder)
         .filter(message::Column::MailboxId.eq(mailbox_id))
-        .filter(message::Column::Folder.starts_with("maildir:"))
+        .filter(message::Column::Folder.starts_with(MAILDIR_PREFIX))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let buried: Vec<String> = tombstone::Entity::find()
+        .select_only()
+        .column(tombstone::Column::SourceKey)
+        .filter(tombstone::Column::MailboxId.eq(mailbox_id))
+        .filter(tombstone::Column::SourceKey.starts_with(MAILDIR_PREFIX))
         .into_tuple()
         .all(db)
         .await?;
     Ok(folders
         .into_iter()
         .flatten()
-        .filter_map(|folder| folder.strip_prefix("maildir:").map(str::to_string))
+        .chain(buried)
+        .filter_map(|folder| folder.strip_prefix(MAILDIR_PREFIX).map(str::to_string))
         .collect())
 }
 

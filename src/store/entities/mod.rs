@@ -13,3 +13,4 @@ pub mod message_address;
 pub mod note;
 pub mod outbox;
 pub mod thread_id;
+pub mod tombstone;
