@@ -396,8 +396,55 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
                     "mailbox `{name}` has {stored} stored messages; add --delete-messages to remove them too"
                 );
             }
-            mailboxes::remove(&store.db, &name).await?;
-            println!("mailbox {name} removed");
+            if stored == 0 {
+                mailboxes::remove(&store.db, &name).await?;
+                println!("mailbox {name} removed");
+                store.close().await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Deleting mail goes through the purge path (rows, blobs, index entries, data keys), which
+            // needs the data directory to itself; while the daemon runs, that happens through its API.
+            let opened = match app::open(config).await {
+                Ok(opened) => {
+                    store.close().await?;
+                    opened
+                }
+                Err(err)
+                    if err
+                        .downcast_ref::<crate::lock::LockError>()
+                        .is_some_and(|lock| {
+                            matches!(lock, crate::lock::LockError::Busy { .. })
+                        }) =>
+                {
+                    // The daemon runs: delete the rows now; it removes the blob files and index
+                    // entries left behind at its next start.
+                    mailboxes::remove(&store.db, &name).await?;
+                    println!("mailbox {name} removed");
+                    store.close().await?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(err) => return Err(err),
+            };
+            let (index, _) =
+                crate::search::indexer::open_index(&config.index_dir(), &opened.master)?;
+            let (handle, thread) = crate::search::indexer::IndexHandle::start(index)?;
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
+            let erased = crate::purge::erase::remove_mailbox(
+                &opened.store,
+                Some(&handle),
+                &name,
+                &format!("cli:{user}"),
+            )
+            .await?;
+            handle.flush().await?;
+            drop(handle);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            opened.store.close().await?;
+            println!(
+                "mailbox {name} removed ({} conversations, {} messages deleted)",
+                erased.conversations, erased.messages
+            );
+            return Ok(ExitCode::SUCCESS);
         }
     }
     store.close().await?;

@@ -779,3 +779,104 @@ fn safe_file_names_cannot_escape() {
     assert!(subject::validate_address("not an address").is_err());
     assert!(subject::validate_address("a@b").is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_mailbox_deletes_through_the_purge_path_and_respects_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in common::backends(dir.path()).await {
+        let data = dir.path().join(backend.name);
+        std::fs::create_dir_all(&data).expect("data dir");
+        let url = if backend.name == "sqlite" {
+            format!("sqlite://{}", data.join("inboxd.db").display())
+        } else {
+            backend.url.clone()
+        };
+        let fixture = Fixture::new(
+            &data,
+            &url,
+            &[
+                (
+                    "1.a.host",
+                    with_attachment("a@x", "ann@example.org", "help@x", "One", OLD),
+                ),
+                (
+                    "2.b.host",
+                    reply("b@x", "none@x", "bo@example.org", "Two", HELD),
+                ),
+            ],
+        )
+        .await;
+        let name = backend.name;
+        let first = fixture.conversation_of(OLD);
+        let mut blobs = fixture.blob_files(first).await;
+        blobs.extend(fixture.blob_files(fixture.conversation_of(HELD)).await);
+        assert_eq!(blobs.len(), 2);
+        set_hold(
+            &fixture.opened.store,
+            &fixture.opened.master,
+            &HoldTarget::Conversation(first),
+            Some("case"),
+        )
+        .await
+        .expect("hold");
+        let refused = inboxd::purge::erase::remove_mailbox(
+            &fixture.opened.store,
+            Some(&fixture.handle),
+            "help",
+            "test",
+        )
+        .await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|err| err.to_string().contains("legal hold")),
+            "{name}: a mailbox with held conversations is not removed"
+        );
+        assert_eq!(fixture.hits(OLD), 1);
+        set_hold(
+            &fixture.opened.store,
+            &fixture.opened.master,
+            &HoldTarget::Conversation(first),
+            None,
+        )
+        .await
+        .expect("release");
+        let erased = inboxd::purge::erase::remove_mailbox(
+            &fixture.opened.store,
+            Some(&fixture.handle),
+            "help",
+            "test",
+        )
+        .await
+        .expect("removed");
+        assert_eq!((erased.conversations, erased.messages), (2, 2), "{name}");
+        assert!(
+            blobs.iter().all(|path| !path.exists()),
+            "{name}: blobs gone"
+        );
+        assert_eq!(
+            fixture.hits(OLD) + fixture.hits(HELD),
+            0,
+            "{name}: index entries gone"
+        );
+        assert!(
+            !fixture.index_holds(OLD),
+            "{name}: physically gone from the index"
+        );
+        assert!(
+            mailboxes::by_name(&fixture.opened.store.db, "help")
+                .await
+                .expect("query")
+                .is_none()
+        );
+        assert_eq!(
+            data_key::Entity::find()
+                .count(&fixture.opened.store.db)
+                .await
+                .expect("count"),
+            0,
+            "{name}: every data key destroyed"
+        );
+        fixture.close().await;
+    }
+}

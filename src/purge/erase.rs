@@ -460,3 +460,88 @@ async fn remove_blobs(store: &Store, gone: &[Doomed]) -> Result<(), StoreError> 
         message: err.to_string(),
     })?
 }
+
+/// Why a mailbox cannot be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error("no mailbox named `{0}`")]
+    NotFound(String),
+    #[error(
+        "mailbox `{0}` is on legal hold; lift the hold first (`inboxd hold release --mailbox {0}`)"
+    )]
+    Held(String),
+    #[error(
+        "mailbox `{name}` has {held} conversations on legal hold; lift those holds first (`inboxd hold list`)"
+    )]
+    HeldConversations { name: String, held: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Removes a mailbox and everything stored from it through the deletion path (rows, blobs, index
+/// entries, data keys), then its row. Refused while the mailbox or any of its conversations is on hold.
+pub async fn remove_mailbox(
+    store: &Store,
+    index: Option<&IndexHandle>,
+    name: &str,
+    actor: &str,
+) -> Result<Erased, RemoveError> {
+    use sea_orm::PaginatorTrait;
+    let row = crate::store::mailboxes::by_name(&store.db, name)
+        .await?
+        .ok_or_else(|| RemoveError::NotFound(name.to_string()))?;
+    if row.legal_hold {
+        return Err(RemoveError::Held(name.to_string()));
+    }
+    let held = conversation::Entity::find()
+        .filter(conversation::Column::MailboxId.eq(row.id))
+        .filter(conversation::Column::LegalHold.eq(true))
+        .count(&store.db)
+        .await
+        .map_err(StoreError::from)?;
+    if held > 0 {
+        return Err(RemoveError::HeldConversations {
+            name: name.to_string(),
+            held,
+        });
+    }
+    let audit = AuditContext {
+        actor: actor.to_string(),
+        action: "mailbox.remove".to_string(),
+        target: format!("mailbox:{name}"),
+        policy: serde_json::json!({}),
+    };
+    let mut total = Erased::default();
+    loop {
+        let ids: Vec<Uuid> = conversation::Entity::find()
+            .select_only()
+            .column(conversation::Column::Id)
+            .filter(conversation::Column::MailboxId.eq(row.id))
+            .limit(CHUNK as u64)
+            .into_tuple()
+            .all(&store.db)
+            .await
+            .map_err(StoreError::from)?;
+        if ids.is_empty() {
+            break;
+        }
+        let still = Condition::all()
+            .add(conversation::Column::MailboxId.eq(row.id))
+            .add(conversation::Column::LegalHold.eq(false));
+        let done = erase_conversations(store, index, &ids, still, Some(&audit)).await?;
+        if done.conversations == 0 {
+            // Held meanwhile.
+            return Err(RemoveError::HeldConversations {
+                name: name.to_string(),
+                held: ids.len() as u64,
+            });
+        }
+        total += done;
+    }
+    crate::store::mailboxes::remove(&store.db, name).await?;
+    if total.conversations == 0 {
+        audit.record(&store.db, &total).await?;
+    }
+    super::retention::finish(store, index).await;
+    Ok(total)
+}
