@@ -122,6 +122,7 @@ impl Ingestor {
         let outcome = self.try_commit(mailbox_id, &prepared, checkpoint).await;
         match outcome {
             Ok((report, duplicates, stored)) => {
+                crate::metrics::record_ingest(report.stored, report.duplicates);
                 let blob_dir = self.store.blob_dir();
                 remove_blobs(blob_dir, duplicates.iter());
                 self.index_committed(mailbox_id, prepared, stored).await;
