@@ -6,6 +6,11 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("-")
 }
 
+/// A number as text (`Value`'s `Display` ignores width and alignment).
+fn num(value: &Value, key: &str) -> String {
+    value[key].to_string()
+}
+
 /// Prints a JSON value, pretty.
 pub fn json(value: &Value) {
     match serde_json::to_string_pretty(value) {
@@ -30,7 +35,7 @@ pub fn mailboxes(rows: &[Value], as_json: bool) {
             text(row, "kind"),
             text(row, "origin"),
             text(row, "status"),
-            row["messages_stored"],
+            num(row, "messages_stored"),
             row["last_sync_at"].as_str().unwrap_or("never"),
             text(row, "last_error")
         );
@@ -50,10 +55,10 @@ pub fn sync_reports(reports: &[Value], as_json: bool) {
         println!(
             "{:<20} {:>8} {:>8} {:>10} {:>8}  {}",
             text(report, "mailbox"),
-            report["fetched"],
-            report["stored"],
-            report["duplicates"],
-            report["flagged"],
+            num(report, "fetched"),
+            num(report, "stored"),
+            num(report, "duplicates"),
+            num(report, "flagged"),
             text(report, "error")
         );
     }
@@ -75,7 +80,7 @@ pub fn conversations(items: &[Value], as_json: bool) {
             text(item, "mailbox"),
             text(item, "state"),
             text(item, "assignee"),
-            item["messages"],
+            num(item, "messages"),
             item["subject"].as_str().unwrap_or_default()
         );
     }

@@ -21,6 +21,10 @@ pub async fn search(
     relevance: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    if let Err(err) = crate::api::search::check_shape(query) {
+        eprintln!("inboxd: {err}");
+        return Ok(ExitCode::from(2));
+    }
     let (store, master) = open_shared(config).await?;
     let (index, rebuilt) = open_index(&config.index_dir(), &master)?;
     if rebuilt {

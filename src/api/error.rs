@@ -30,6 +30,9 @@ pub enum ApiError {
     /// The request body is larger than the API accepts.
     #[error("the request body is larger than {0} bytes; send less")]
     TooLarge(usize),
+    /// The endpoint exists but not with this method.
+    #[error("this endpoint does not take that method; see /openapi.json")]
+    MethodNotAllowed,
     /// The body is not JSON (`Content-Type: application/json` missing).
     #[error("send the body as JSON with `Content-Type: application/json`")]
     UnsupportedMediaType,
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }

@@ -340,7 +340,7 @@ pub async fn remove(
     let stored = messages::count_for_mailbox(&state.store.db, row.id).await?;
     if stored > 0 && !query.delete_messages {
         return Err(ApiError::Conflict(format!(
-            "mailbox `{name}` has {stored} stored messages; add `delete_messages=true` to remove them too"
+            "mailbox `{name}` has {stored} stored messages; add `delete_messages=true` (CLI: --delete-messages) to remove them too"
         )));
     }
     let conversations = read::conversation_ids(&state.store.db, row.id).await?;

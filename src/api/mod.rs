@@ -13,7 +13,7 @@ pub mod error;
 mod health;
 pub(crate) mod mailboxes;
 mod openapi;
-mod search;
+pub(crate) mod search;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -183,12 +183,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /openapi.json for the routes".to_string())
         })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest {
-                code: "method_not_allowed",
-                message: "this endpoint does not take that method; see /openapi.json".to_string(),
-            }
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

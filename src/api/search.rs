@@ -21,12 +21,50 @@ pub struct SearchQuery {
     order: Option<String>,
 }
 
+/// Longest query accepted, in bytes.
+const MAX_QUERY_BYTES: usize = 2048;
+/// Deepest nesting of `(` groups and `-` negations accepted. The parser is recursive descent: this
+/// bound keeps any input far from the stack limit.
+const MAX_NESTING: usize = 32;
+
+/// Refuses queries too long or too deeply nested to parse safely.
+pub fn check_shape(query: &str) -> Result<(), ApiError> {
+    let refuse = |message: String| ApiError::BadRequest {
+        code: "invalid_query",
+        message,
+    };
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(refuse(format!(
+            "the query is longer than {MAX_QUERY_BYTES} bytes; shorten it"
+        )));
+    }
+    let (mut depth, mut negations, mut quoted) = (0usize, 0usize, false);
+    for character in query.chars() {
+        match character {
+            '"' => quoted = !quoted,
+            _ if quoted => {}
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '-' => negations += 1,
+            c if c.is_whitespace() => {}
+            _ => negations = 0,
+        }
+        if depth > MAX_NESTING || negations > MAX_NESTING {
+            return Err(refuse(format!(
+                "the query nests more than {MAX_NESTING} levels of `(` or `-`; simplify it"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `GET /v1/search`
 pub async fn search(
     caller: Caller,
     State(state): State<ApiState>,
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    check_shape(&query.q)?;
     let limit = query.limit.unwrap_or(20);
     if limit == 0 || u64::try_from(limit).unwrap_or(u64::MAX) > MAX_PAGE {
         return Err(ApiError::BadRequest {
@@ -86,4 +124,22 @@ pub async fn search(
     Ok(Json(
         serde_json::json!({ "total": results.total_conversations, "hits": hits }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_or_long_queries_are_refused_before_parsing() {
+        assert!(check_shape("from:alice (order OR invoice) -is:closed \"a - - b\"").is_ok());
+        assert!(check_shape("e-mail re-send x-y-z").is_ok());
+        assert!(check_shape(&"(".repeat(33)).is_err());
+        assert!(check_shape(&"- ".repeat(40)).is_err());
+        assert!(check_shape(&"a".repeat(3000)).is_err());
+        assert!(
+            check_shape(&format!("\"{}\"", "(".repeat(100))).is_ok(),
+            "quoted text is not nesting"
+        );
+    }
 }
