@@ -150,6 +150,8 @@ pub async fn run(
     let (index_handle, index_thread) = IndexHandle::start(index)?;
     let ingestor = Ingestor::new(opened.store.clone(), Arc::clone(&opened.master))
         .with_index(index_handle.clone());
+    // The API syncs and replies through the same ingestor: its per-mailbox commit lock is shared.
+    let api_ingestor = ingestor.clone();
     let catch_up_cancel = shutdown.child_token();
     tracker.spawn(keep_index_complete(
         opened.store.clone(),
@@ -180,8 +182,7 @@ pub async fn run(
     let api_state = crate::api::ApiState::new(crate::api::Shared {
         store: opened.store.clone(),
         master: Arc::clone(&opened.master),
-        ingestor: Ingestor::new(opened.store.clone(), Arc::clone(&opened.master))
-            .with_index(index_handle.clone()),
+        ingestor: api_ingestor,
         index: index_handle.clone(),
         mailboxes: mailboxes.clone(),
         outbox_wake,
@@ -262,6 +263,7 @@ async fn start_api(
     state: crate::api::ApiState,
     cancel: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    crate::api::clear_published(&config.data_dir);
     let started = async {
         crate::api::publish_local_admin(store, &config.data_dir).await?;
         crate::api::bind(config.api_listen, &config.data_dir).await
@@ -274,7 +276,9 @@ async fn start_api(
             config.data_dir.clone(),
         ))),
         Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "api not started; the CLI cannot reach this daemon");
+            let reason = format!("{err:#}");
+            tracing::error!(error = %reason, "api not started; the CLI works on the database directly");
+            crate::api::publish_unavailable(&config.data_dir, &reason);
             None
         }
     }

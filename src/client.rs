@@ -107,8 +107,16 @@ pub async fn locate(config: &Config) -> Result<Option<DaemonClient>, ClientError
     }
     let address_path = crate::api::address_file(&config.data_dir);
     let token_path = crate::api::token_file(&config.data_dir);
+    let unavailable_path = crate::api::unavailable_file(&config.data_dir);
     let deadline = std::time::Instant::now() + STARTUP_WAIT;
     loop {
+        if let Ok(reason) = std::fs::read_to_string(&unavailable_path) {
+            eprintln!(
+                "inboxd: warning: the daemon runs without its API ({}); working on the database directly",
+                reason.trim()
+            );
+            return Ok(None);
+        }
         match (
             std::fs::read_to_string(&address_path),
             std::fs::read_to_string(&token_path),

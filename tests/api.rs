@@ -791,13 +791,15 @@ async fn admin_work(daemon: &Daemon, root: &Path) {
     );
     let reports = synced.json();
     assert!(reports["reports"][0]["error"].is_null(), "{reports}");
+    let synced = common::wait_until(Duration::from_secs(20), || {
+        let admin = admin.clone();
+        async move { admin.get("/v1/mailboxes/gamma").await.json()["messages_stored"] == 1 }
+    })
+    .await;
     assert!(
-        common::wait_until(Duration::from_secs(20), || {
-            let admin = admin.clone();
-            async move { admin.get("/v1/mailboxes/gamma").await.json()["messages_stored"] == 1 }
-        })
-        .await,
-        "gamma is synced"
+        synced,
+        "gamma is synced: {} {reports}",
+        admin.get("/v1/mailboxes/gamma").await.json()
     );
     let gamma_conversation = conversation_id(&admin, "Gamma hello").await;
     let reply = admin

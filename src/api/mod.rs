@@ -203,6 +203,28 @@ pub fn address_file(data_dir: &Path) -> PathBuf {
     runtime_dir(data_dir).join("address")
 }
 
+/// The file saying why the running daemon has no API (so the CLI falls back at once instead of waiting).
+pub fn unavailable_file(data_dir: &Path) -> PathBuf {
+    runtime_dir(data_dir).join("unavailable")
+}
+
+/// Removes what an earlier daemon published (it may have been killed): called once the lock is held.
+pub fn clear_published(data_dir: &Path) {
+    for path in [
+        address_file(data_dir),
+        token_file(data_dir),
+        unavailable_file(data_dir),
+    ] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Records that the API did not start, and why (no secrets in `reason`).
+pub fn publish_unavailable(data_dir: &Path, reason: &str) {
+    let _ = std::fs::create_dir_all(runtime_dir(data_dir));
+    let _ = write_private(&unavailable_file(data_dir), reason);
+}
+
 /// Writes `contents` to `path` readable by this user only (created 0600, then renamed into place).
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -272,7 +294,6 @@ pub async fn serve(
     if let Err(err) = result {
         warn!(error = %err, "api server stopped with an error");
     }
-    let _ = std::fs::remove_file(address_file(&data_dir));
-    let _ = std::fs::remove_file(token_file(&data_dir));
+    clear_published(&data_dir);
     info!("api stopped");
 }

@@ -359,21 +359,25 @@ pub async fn remove(db: &impl ConnectionTrait, name: &str) -> Result<bool, Store
     Ok(result.rows_affected > 0)
 }
 
-/// Records a finished sync pass.
+/// Records a finished sync pass. The count is added in SQL (`messages_stored = messages_stored + n`):
+/// two passes over one mailbox (the supervisor's and one asked for through the API) may finish together.
 pub async fn record_success(
     db: &impl ConnectionTrait,
     id: Uuid,
     stored_now: i64,
 ) -> Result<(), StoreError> {
-    if let Some(row) = mailbox::Entity::find_by_id(id).one(db).await? {
-        let total = row.messages_stored + stored_now;
-        let mut active: mailbox::ActiveModel = row.into();
-        active.status = Set("ok".to_string());
-        active.last_sync_at = Set(Some(clock::now()));
-        active.last_error = Set(None);
-        active.messages_stored = Set(total);
-        active.update(db).await?;
-    }
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    mailbox::Entity::update_many()
+        .col_expr(mailbox::Column::Status, Expr::value("ok"))
+        .col_expr(mailbox::Column::LastSyncAt, Expr::value(Some(clock::now())))
+        .col_expr(mailbox::Column::LastError, Expr::value(Option::<String>::None))
+        .col_expr(
+            mailbox::Column::MessagesStored,
+            Expr::col(mailbox::Column::MessagesStored).add(stored_now),
+        )
+        .filter(mailbox::Column::Id.eq(id))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
