@@ -132,6 +132,8 @@ pub async fn run(
     let notifier = Notifier::from_env();
     notifier.status("opening the data directory");
     let opened = open(&config).await?;
+    // What a killed daemon published is stale from the moment this one holds the lock.
+    crate::api::clear_published(&config.data_dir);
     let swept = sweep_orphans(&opened.store).await?;
     if swept > 0 {
         info!(files = swept, "removed blob files of interrupted batches");
@@ -263,7 +265,9 @@ async fn start_api(
     state: crate::api::ApiState,
     cancel: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    crate::api::clear_published(&config.data_dir);
+    if !config.api_listen.ip().is_loopback() {
+        warn!(listen = %config.api_listen, "the api speaks plain HTTP on a non-loopback address; tokens cross the network in clear unless a TLS reverse proxy is in front");
+    }
     let started = async {
         crate::api::publish_local_admin(store, &config.data_dir).await?;
         crate::api::bind(config.api_listen, &config.data_dir).await

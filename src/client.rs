@@ -110,7 +110,10 @@ pub async fn locate(config: &Config) -> Result<Option<DaemonClient>, ClientError
     let unavailable_path = crate::api::unavailable_file(&config.data_dir);
     let deadline = std::time::Instant::now() + STARTUP_WAIT;
     loop {
-        if let Ok(reason) = std::fs::read_to_string(&unavailable_path) {
+        if let Ok(marker) = std::fs::read_to_string(&unavailable_path)
+            && let Some((pid, reason)) = marker.split_once('\n')
+            && lock_holder(&config.data_dir) == pid.trim()
+        {
             eprintln!(
                 "inboxd: warning: the daemon runs without its API ({}); working on the database directly",
                 reason.trim()
@@ -121,14 +124,14 @@ pub async fn locate(config: &Config) -> Result<Option<DaemonClient>, ClientError
             std::fs::read_to_string(&address_path),
             std::fs::read_to_string(&token_path),
         ) {
-            (Ok(address), Ok(token)) => {
-                let address = address
-                    .trim()
-                    .parse()
-                    .map_err(|_| ClientError::Unreachable {
-                        address: address.trim().to_string(),
-                        message: format!("{} does not hold an address", address_path.display()),
-                    })?;
+            (Ok(published), Ok(token))
+                if published_by_lock_holder(&published, &config.data_dir) =>
+            {
+                let first = published.lines().next().unwrap_or_default().trim();
+                let address = first.parse().map_err(|_| ClientError::Unreachable {
+                    address: first.to_string(),
+                    message: format!("{} does not hold an address", address_path.display()),
+                })?;
                 return Ok(Some(DaemonClient {
                     address,
                     token: token.trim().to_string(),
@@ -150,6 +153,21 @@ pub async fn locate(config: &Config) -> Result<Option<DaemonClient>, ClientError
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether the address file was written by the daemon that holds the lock now (not one that was killed
+/// before it could clean up).
+fn published_by_lock_holder(published: &str, data_dir: &Path) -> bool {
+    let writer = published.lines().nth(1).map(str::trim);
+    writer.is_some_and(|pid| !pid.is_empty() && pid == lock_holder(data_dir))
+}
+
+/// The pid written in the lock file by the process holding it.
+fn lock_holder(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("inboxd.lock"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 impl DaemonClient {

@@ -198,7 +198,7 @@ pub fn token_file(data_dir: &Path) -> PathBuf {
     runtime_dir(data_dir).join("local-admin.token")
 }
 
-/// The file holding the address the API actually listens on.
+/// The file holding the address the API actually listens on, and the daemon's pid on a second line.
 pub fn address_file(data_dir: &Path) -> PathBuf {
     runtime_dir(data_dir).join("address")
 }
@@ -219,10 +219,14 @@ pub fn clear_published(data_dir: &Path) {
     }
 }
 
-/// Records that the API did not start, and why (no secrets in `reason`).
+/// Records that the API did not start, and why (no secrets in `reason`); the daemon's pid comes first,
+/// as in [`address_file`].
 pub fn publish_unavailable(data_dir: &Path, reason: &str) {
     let _ = std::fs::create_dir_all(runtime_dir(data_dir));
-    let _ = write_private(&unavailable_file(data_dir), reason);
+    let _ = write_private(
+        &unavailable_file(data_dir),
+        &format!("{}\n{reason}\n", std::process::id()),
+    );
 }
 
 /// Writes `contents` to `path` readable by this user only (created 0600, then renamed into place).
@@ -274,7 +278,9 @@ pub async fn bind(listen: SocketAddr, data_dir: &Path) -> anyhow::Result<Listene
         })?;
     let address = listener.local_addr()?;
     let path = address_file(data_dir);
-    write_private(&path, &address.to_string())
+    // The pid lets the CLI tell this file from one a killed daemon left behind (it compares it with the
+    // pid in the lock file).
+    write_private(&path, &format!("{address}\n{}\n", std::process::id()))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Listener { listener, address })
 }

@@ -370,7 +370,10 @@ pub async fn record_success(
     mailbox::Entity::update_many()
         .col_expr(mailbox::Column::Status, Expr::value("ok"))
         .col_expr(mailbox::Column::LastSyncAt, Expr::value(Some(clock::now())))
-        .col_expr(mailbox::Column::LastError, Expr::value(Option::<String>::None))
+        .col_expr(
+            mailbox::Column::LastError,
+            Expr::value(Option::<String>::None),
+        )
         .col_expr(
             mailbox::Column::MessagesStored,
             Expr::col(mailbox::Column::MessagesStored).add(stored_now),

@@ -3,6 +3,8 @@
 //! fails the test; elsewhere the test prints why and returns early.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
