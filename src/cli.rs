@@ -96,6 +96,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Set a conversation's state (through the running daemon, which keeps the index in step).
+    State {
+        conversation: uuid::Uuid,
+        /// `open`, `pending` or `closed`.
+        state: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assign a conversation to someone, or unassign it with `--none` (through the running daemon).
+    Assign {
+        conversation: uuid::Uuid,
+        #[arg(required_unless_present = "none")]
+        assignee: Option<String>,
+        #[arg(long, conflicts_with = "assignee")]
+        none: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an internal note to a conversation: encrypted, never sent (through the running daemon).
+    Note {
+        conversation: uuid::Uuid,
+        /// File holding the note (UTF-8); `-` reads standard input.
+        #[arg(long)]
+        body_file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Search conversations with the Gmail-like query language (see README).
     Search {
         /// The query, e.g. `from:alice "order 123" -is:closed`.

@@ -25,12 +25,21 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(Some(client)) => {
                 return crate::commands_api::through_daemon(&client, command).await;
             }
+            Ok(None) if crate::commands_api::needs_daemon(&command) => {
+                eprintln!(
+                    "inboxd: this command needs the running daemon (it keeps the search index in step); start `inboxd serve`"
+                );
+                return Ok(ExitCode::from(crate::client::exit::UNAVAILABLE));
+            }
             Ok(None) => {}
             Err(err) => return Ok(crate::commands_api::failure(&err)),
         }
     }
     match command {
         Command::Serve | Command::Inspect { .. } => unreachable!("dispatched by main"),
+        Command::State { .. } | Command::Assign { .. } | Command::Note { .. } => {
+            unreachable!("answered above: they need the daemon")
+        }
         Command::Migrate => {
             let opened = app::open(&config).await?;
             println!("database is up to date");

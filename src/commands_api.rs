@@ -27,6 +27,17 @@ pub fn uses_daemon(command: &Command) -> bool {
             | Command::Conversations { .. }
             | Command::Show { .. }
             | Command::Reply { .. }
+            | Command::State { .. }
+            | Command::Assign { .. }
+            | Command::Note { .. }
+    )
+}
+
+/// Commands that only exist through the daemon.
+pub fn needs_daemon(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::State { .. } | Command::Assign { .. } | Command::Note { .. }
     )
 }
 
@@ -124,8 +135,70 @@ async fn dispatch(client: &DaemonClient, command: Command) -> anyhow::Result<Out
                     ExitCode::SUCCESS
                 })
         }
+        Command::State {
+            conversation,
+            state,
+            json,
+        } => client
+            .call(
+                Method::PUT,
+                &format!("/v1/conversations/{conversation}/state"),
+                Some(&json!({ "state": state })),
+            )
+            .await
+            .map(|value| {
+                done(
+                    &value,
+                    json,
+                    &format!("conversation {conversation} is {state}"),
+                )
+            }),
+        Command::Assign {
+            conversation,
+            assignee,
+            json,
+            ..
+        } => client
+            .call(
+                Method::PUT,
+                &format!("/v1/conversations/{conversation}/assignee"),
+                Some(&json!({ "assignee": assignee })),
+            )
+            .await
+            .map(|value| {
+                let text = match &assignee {
+                    Some(name) => format!("conversation {conversation} assigned to {name}"),
+                    None => format!("conversation {conversation} unassigned"),
+                };
+                done(&value, json, &text)
+            }),
+        Command::Note {
+            conversation,
+            body_file,
+            json,
+        } => {
+            let body = read_body(&body_file)?;
+            client
+                .call(
+                    Method::POST,
+                    &format!("/v1/conversations/{conversation}/notes"),
+                    Some(&json!({ "body": body })),
+                )
+                .await
+                .map(|value| done(&value, json, &format!("note added to {conversation}")))
+        }
         other => anyhow::bail!("`{other:?}` does not go through the daemon"),
     })
+}
+
+/// Prints the answer (`--json`) or a one-line confirmation.
+fn done(value: &Value, json: bool, text: &str) -> ExitCode {
+    if json {
+        output::json(value);
+    } else {
+        println!("{text}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Reads a reply body from a file, or standard input for `-`; refuses an empty one.

@@ -173,6 +173,46 @@ async fn the_cli_works_through_the_running_daemon() {
         ],
     );
     assert_eq!(queued["recipients"], 1, "{queued}");
+    // state / assign / note, then the conversation shows them.
+    cli_ok(&config, &["state", &refund, "pending"]);
+    cli_ok(&config, &["assign", &refund, "dana"]);
+    let note = dir.path().join("note.txt");
+    std::fs::write(&note, "called the customer").expect("note");
+    cli_ok(
+        &config,
+        &["note", &refund, "--body-file", note.to_str().expect("utf8")],
+    );
+    let shown = cli_json(&config, &["show", &refund, "--json"]);
+    assert_eq!(
+        (shown["state"].as_str(), shown["assignee"].as_str()),
+        (Some("pending"), Some("dana")),
+        "{shown}"
+    );
+    assert_eq!(shown["notes"][0]["body"], "called the customer");
+    let bad_state = cli(&config, &["state", &refund, "done"]);
+    assert_eq!(
+        bad_state.status.code(),
+        Some(2),
+        "invalid input has its own exit code"
+    );
+    cli_ok(&config, &["assign", &refund, "--none"]);
+    let pending = cli_json(
+        &config,
+        &[
+            "conversations",
+            "--json",
+            "--state",
+            "pending",
+            "--assignee",
+            "none",
+        ],
+    );
+    assert!(
+        pending
+            .as_array()
+            .is_some_and(|items| items.iter().any(|i| i["id"] == refund.as_str())),
+        "{pending}"
+    );
     let missing = cli(&config, &["show", &uuid::Uuid::now_v7().to_string()]);
     assert_eq!(missing.status.code(), Some(3));
 
@@ -272,7 +312,9 @@ async fn the_cli_works_through_the_running_daemon() {
     assert!(log.contains("api listening"), "{log}");
     assert!(!token_file.exists(), "removed at shutdown");
 
-    // Offline, the same commands work on the database directly.
+    // Offline, the same commands work on the database directly (state changes need the daemon).
+    let offline_state = cli(&config, &["state", &refund, "closed"]);
+    assert_eq!(offline_state.status.code(), Some(69));
     let offline = cli_json(&config, &["conversations", "--json"]);
     assert!(offline.as_array().is_some_and(|items| !items.is_empty()));
     let offline_tokens = cli_json(&config, &["token", "list", "--json"]);
