@@ -132,6 +132,8 @@ pub async fn run(
     let notifier = Notifier::from_env();
     notifier.status("opening the data directory");
     let opened = open(&config).await?;
+    // What a killed daemon published is stale from the moment this one holds the lock.
+    crate::api::clear_published(&config.data_dir);
     let swept = sweep_orphans(&opened.store).await?;
     if swept > 0 {
         info!(files = swept, "removed blob files of interrupted batches");
@@ -150,6 +152,8 @@ pub async fn run(
     let (index_handle, index_thread) = IndexHandle::start(index)?;
     let ingestor = Ingestor::new(opened.store.clone(), Arc::clone(&opened.master))
         .with_index(index_handle.clone());
+    // The API syncs and replies through the same ingestor: its per-mailbox commit lock is shared.
+    let api_ingestor = ingestor.clone();
     let catch_up_cancel = shutdown.child_token();
     tracker.spawn(keep_index_complete(
         opened.store.clone(),
@@ -175,15 +179,28 @@ pub async fn run(
         heartbeat: supervisor_beat.clone(),
     };
     tracker.spawn(supervisor.run(ingest_cancel.clone()));
+    let outbox_wake = Arc::new(Notify::new());
     let sender = Sender {
         ingestor: Ingestor::new(opened.store.clone(), Arc::clone(&opened.master)),
         mailboxes: mailboxes.clone(),
         policy: config.outbox.clone(),
-        wake: Arc::new(Notify::new()),
+        wake: Arc::clone(&outbox_wake),
         timeout: config.ingest.network_timeout,
     };
     let outbox_cancel = shutdown.child_token();
     tracker.spawn(sender.run(outbox_cancel.clone()));
+    let api_cancel = shutdown.child_token();
+    let api_state = crate::api::ApiState::new(crate::api::Shared {
+        store: opened.store.clone(),
+        master: Arc::clone(&opened.master),
+        ingestor: api_ingestor,
+        index: index_handle.clone(),
+        mailboxes: mailboxes.clone(),
+        outbox_wake,
+        sync_running: tokio::sync::Mutex::new(()),
+        cancel: api_cancel.clone(),
+    });
+    let api_task = start_api(&config, &opened.store, api_state, api_cancel.clone()).await;
     if let Some(reload) = reload {
         tracker.spawn(reload_on_signal(
             config.clone(),
@@ -215,6 +232,13 @@ pub async fn run(
     ));
     main_loop(&shutdown, &supervisor_beat, &main_beat).await;
     notifier.stopping();
+    info!("shutting down: stopping the api");
+    api_cancel.cancel();
+    if let Some(task) = api_task
+        && tokio::time::timeout(API_STOP_DEADLINE, task).await.is_err()
+    {
+        warn!("api requests did not finish in time; they are abandoned");
+    }
     info!("shutting down: stopping mailbox tasks and the outbox");
     ingest_cancel.cancel();
     outbox_cancel.cancel();
@@ -238,6 +262,40 @@ pub async fn run(
     drop(opened.lock);
     info!("stopped");
     Ok(())
+}
+
+/// How long in-flight API requests may take to finish at shutdown.
+const API_STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Publishes the local admin credential and starts the API. A failure (address in use, unwritable data
+/// dir) is logged and the daemon runs on without its API: ingest and sending do not depend on it.
+async fn start_api(
+    config: &Config,
+    store: &Store,
+    state: crate::api::ApiState,
+    cancel: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !config.api_listen.ip().is_loopback() {
+        warn!(listen = %config.api_listen, "the api speaks plain HTTP on a non-loopback address; tokens cross the network in clear unless a TLS reverse proxy is in front");
+    }
+    let started = async {
+        crate::api::publish_local_admin(store, &config.data_dir).await?;
+        crate::api::bind(config.api_listen, &config.data_dir).await
+    };
+    match started.await {
+        Ok(listener) => Some(tokio::spawn(crate::api::serve(
+            listener,
+            state,
+            cancel,
+            config.data_dir.clone(),
+        ))),
+        Err(err) => {
+            let reason = format!("{err:#}");
+            tracing::error!(error = %reason, "api not started; the CLI works on the database directly");
+            crate::api::publish_unavailable(&config.data_dir, &reason);
+            None
+        }
+    }
 }
 
 /// Indexes what the store has and the index lacks once at start (after a crash, or into a rebuilt

@@ -50,7 +50,7 @@ pub enum Command {
     /// Manage connected mailboxes.
     Mailbox {
         #[command(subcommand)]
-        action: MailboxAction,
+        action: Box<MailboxAction>,
     },
     /// Re-wrap every data key under a new master key (content is not rewritten; safe to re-run).
     RotateKey {
@@ -63,8 +63,16 @@ pub enum Command {
         /// Only this mailbox.
         #[arg(long)]
         mailbox: Option<String>,
+        /// Only this state: `open`, `pending` or `closed`.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only conversations assigned to this name (`none`: unassigned ones).
+        #[arg(long)]
+        assignee: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         #[arg(long)]
         json: bool,
     },
@@ -85,6 +93,33 @@ pub enum Command {
         to: Vec<String>,
         #[arg(long)]
         cc: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a conversation's state (through the running daemon, which keeps the index in step).
+    State {
+        conversation: uuid::Uuid,
+        /// `open`, `pending` or `closed`.
+        state: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assign a conversation to someone, or unassign it with `--none` (through the running daemon).
+    Assign {
+        conversation: uuid::Uuid,
+        #[arg(required_unless_present = "none")]
+        assignee: Option<String>,
+        #[arg(long, conflicts_with = "assignee")]
+        none: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an internal note to a conversation: encrypted, never sent (through the running daemon).
+    Note {
+        conversation: uuid::Uuid,
+        /// File holding the note (UTF-8); `-` reads standard input.
+        #[arg(long)]
+        body_file: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -135,6 +170,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage API tokens (admin or agent, optionally limited to some mailboxes).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Master key utilities.
     Key {
         #[command(subcommand)]
@@ -151,6 +191,62 @@ pub enum KeyAction {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// `inboxd token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token; its secret is printed once and never again.
+    Create {
+        name: String,
+        /// `admin` (everything) or `agent` (conversations, search, replies).
+        #[arg(long)]
+        role: String,
+        /// Limit an agent token to this mailbox (repeatable); default: every mailbox.
+        #[arg(long = "mailbox")]
+        mailboxes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by name or id; it is refused from the next request on.
+    Revoke {
+        name_or_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Reply settings shared by `mailbox add-imap` and `add-maildir` (`[mailbox.smtp]` in the config file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SmtpArgs {
+    /// The mailbox's own address (From of replies); needed with --smtp-host.
+    #[arg(long)]
+    pub address: Option<String>,
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// SMTP relay for replies; without it the mailbox only receives.
+    #[arg(long)]
+    pub smtp_host: Option<String>,
+    #[arg(long)]
+    pub smtp_port: Option<u16>,
+    /// `implicit` (port 465) or `starttls` (port 587).
+    #[arg(long, default_value = "implicit")]
+    pub smtp_tls: String,
+    #[arg(long)]
+    pub smtp_username: Option<String>,
+    /// Read the SMTP password from this file (mode 0600).
+    #[arg(long)]
+    pub smtp_password_file: Option<PathBuf>,
+    #[arg(long)]
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Plain-text SMTP, for loopback tests only.
+    #[arg(long)]
+    pub smtp_insecure: bool,
 }
 
 /// `inboxd mailbox ...`
@@ -193,15 +289,34 @@ pub enum MailboxAction {
         /// Plain-text IMAP, for loopback tests only.
         #[arg(long)]
         insecure: bool,
+        #[command(flatten)]
+        smtp: SmtpArgs,
+        #[arg(long)]
+        json: bool,
     },
     /// Connect a local Maildir.
-    AddMaildir { name: String, path: PathBuf },
+    AddMaildir {
+        name: String,
+        path: PathBuf,
+        #[command(flatten)]
+        smtp: SmtpArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Disconnect an admin-added mailbox. Refuses while it has stored messages unless
     /// `--delete-messages` is given.
     Remove {
         name: String,
         #[arg(long)]
         delete_messages: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test a mailbox's connection (IMAP login and folders, or the Maildir; SMTP if set). Stores nothing.
+    Test {
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

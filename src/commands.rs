@@ -9,16 +9,10 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
-use crate::cli::{Command, KeyAction, MailboxAction};
-use crate::config::{
-    AfterFetch, Config, ImapMailbox, MailboxConfig, MailboxSource, PasswordSource, TlsSetting,
-    read_secret_file,
-};
+use crate::cli::{Command, KeyAction, MailboxAction, TokenAction};
+use crate::config::{Config, ImapMailbox, MailboxConfig, MailboxSource, PasswordSource};
 use crate::crypto::{self, MasterKey};
-use crate::ingest::SyncReport;
 use crate::ingest::commit::{Ingestor, sweep_orphans};
-use crate::ingest::imap_sync::ImapSync;
-use crate::ingest::maildir::MaildirSync;
 use crate::store::entities::{data_key, mailbox};
 use crate::store::mailboxes::{self, ORIGIN_ADMIN};
 use crate::store::threads::conversation_key_aad;
@@ -26,8 +20,26 @@ use crate::store::{Store, messages, settings};
 
 /// Runs a non-daemon command.
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    if crate::commands_api::uses_daemon(&command) {
+        match crate::client::locate(&config).await {
+            Ok(Some(client)) => {
+                return crate::commands_api::through_daemon(&client, command).await;
+            }
+            Ok(None) if crate::commands_api::needs_daemon(&command) => {
+                eprintln!(
+                    "inboxd: this command needs the running daemon (it keeps the search index in step); start `inboxd serve`"
+                );
+                return Ok(ExitCode::from(crate::client::exit::UNAVAILABLE));
+            }
+            Ok(None) => {}
+            Err(err) => return Ok(crate::commands_api::failure(&err)),
+        }
+    }
     match command {
         Command::Serve | Command::Inspect { .. } => unreachable!("dispatched by main"),
+        Command::State { .. } | Command::Assign { .. } | Command::Note { .. } => {
+            unreachable!("answered above: they need the daemon")
+        }
         Command::Migrate => {
             let opened = app::open(&config).await?;
             println!("database is up to date");
@@ -46,7 +58,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             }
             sync_once(&config, mailbox.as_deref(), json).await
         }
-        Command::Mailbox { action } => mailbox_command(&config, action).await,
+        Command::Mailbox { action } => mailbox_command(&config, *action).await,
         Command::Search {
             query,
             limit,
@@ -57,9 +69,22 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Reindex => crate::commands_search::reindex(&config).await,
         Command::Conversations {
             mailbox,
+            state,
+            assignee,
             limit,
+            offset,
             json,
-        } => crate::commands_conversations::list(&config, mailbox.as_deref(), limit, json).await,
+        } => {
+            let filter = crate::commands_conversations::ListFilter {
+                mailbox,
+                state,
+                assignee,
+                limit,
+                offset,
+            };
+            crate::commands_conversations::list(&config, filter, json).await
+        }
+        Command::Token { action } => token_command(&config, action).await,
         Command::Show { conversation, json } => {
             crate::commands_conversations::show(&config, conversation, json).await
         }
@@ -174,13 +199,7 @@ async fn all_mailboxes(
     master: &MasterKey,
     config: &Config,
 ) -> anyhow::Result<Vec<MailboxConfig>> {
-    let mut all = config.mailboxes.clone();
-    for row in mailboxes::list(&store.db).await? {
-        if row.origin == ORIGIN_ADMIN && !all.iter().any(|m| m.name == row.name) {
-            all.push(mailboxes::admin_config(master, &row)?);
-        }
-    }
-    Ok(all)
+    Ok(mailboxes::all_configs(&store.db, master, &config.mailboxes).await?)
 }
 
 async fn sync_once(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
@@ -193,56 +212,13 @@ async fn sync_once(config: &Config, only: Option<&str>, json: bool) -> anyhow::R
         bail!("no enabled mailbox named `{name}`; see `inboxd mailbox list`");
     }
     let cancel = CancellationToken::new();
-    let mut reports = Vec::new();
-    for mailbox in targets {
-        let db = &opened.store.db;
-        let mailbox_id = match mailboxes::by_name(db, &mailbox.name).await? {
-            Some(row) if row.origin == ORIGIN_ADMIN => row.id,
-            _ => mailboxes::upsert_from_config(db, &mailbox).await?,
-        };
-        let result = match &mailbox.source {
-            MailboxSource::Maildir { path } => {
-                MaildirSync {
-                    name: mailbox.name.clone(),
-                    mailbox_id,
-                    path: path.clone(),
-                    ingest: config.ingest.clone(),
-                    ingestor: ingestor.clone(),
-                }
-                .sync_once(&cancel)
-                .await
-            }
-            MailboxSource::Imap(account) => {
-                ImapSync {
-                    name: mailbox.name.clone(),
-                    mailbox_id,
-                    account: account.clone(),
-                    ingest: config.ingest.clone(),
-                    ingestor: ingestor.clone(),
-                }
-                .sync_once(&cancel)
-                .await
-            }
-        };
-        let report = match result {
-            Ok(mut report) => {
-                report.mailbox = mailbox.name.clone();
-                let stored = i64::try_from(report.stored).unwrap_or(i64::MAX);
-                mailboxes::record_success(db, mailbox_id, stored).await?;
-                report
-            }
-            Err(err) => {
-                mailboxes::record_error(db, mailbox_id, err.status(), &err.to_string()).await?;
-                SyncReport {
-                    mailbox: mailbox.name.clone(),
-                    error: Some(err.to_string()),
-                    ..SyncReport::default()
-                }
-            }
-        };
-        reports.push(report);
-    }
-    print_reports(&reports, json)?;
+    let reports =
+        crate::ingest::once::sync_mailboxes(&ingestor, &targets, &config.ingest, &cancel).await?;
+    let values: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|report| serde_json::to_value(report).unwrap_or_default())
+        .collect();
+    crate::commands_output::sync_reports(&values, json);
     opened.store.close().await?;
     let failed = reports.iter().any(|report| report.error.is_some());
     Ok(if failed {
@@ -250,29 +226,6 @@ async fn sync_once(config: &Config, only: Option<&str>, json: bool) -> anyhow::R
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn print_reports(reports: &[SyncReport], json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(reports)?);
-        return Ok(());
-    }
-    println!(
-        "{:<20} {:>8} {:>8} {:>10} {:>8}  error",
-        "mailbox", "fetched", "stored", "duplicates", "flagged"
-    );
-    for report in reports {
-        println!(
-            "{:<20} {:>8} {:>8} {:>10} {:>8}  {}",
-            report.mailbox,
-            report.fetched,
-            report.stored,
-            report.duplicates,
-            report.flagged,
-            report.error.as_deref().unwrap_or("-")
-        );
-    }
-    Ok(())
 }
 
 /// Opens the store without taking the data directory lock, for commands that may run beside the daemon.
@@ -298,10 +251,12 @@ pub(crate) async fn open_shared(config: &Config) -> anyhow::Result<(Store, Maste
 }
 
 async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Result<ExitCode> {
+    let body = crate::commands_api::mailbox_body(&action)?;
     let (store, master) = open_shared(config).await?;
     for mailbox in &config.mailboxes {
         mailboxes::upsert_from_config(&store.db, mailbox).await?;
     }
+    let mut code = ExitCode::SUCCESS;
     match action {
         MailboxAction::List { json } | MailboxAction::Status { name: None, json } => {
             print_status(&store, None, json).await?
@@ -310,79 +265,37 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
             name: Some(name),
             json,
         } => print_status(&store, Some(&name), json).await?,
-        MailboxAction::AddImap {
-            name,
-            host,
-            port,
-            tls,
-            username,
-            password_file,
-            password_env,
-            ca_file,
-            folders,
-            insecure,
-        } => {
-            if !crate::config::is_valid_name(&name) {
-                bail!("mailbox name `{name}`: use letters, digits, `-`, `_` or `.`");
-            }
-            let key = format!("mailbox `{name}` password");
-            let password = match (password_file, password_env) {
-                (Some(path), _) => read_secret_file(&key, &path)?,
-                (None, Some(variable)) => crate::config::read_secret_env(&key, &variable)?,
-                (None, None) => bail!("give --password-file or --password-env"),
-            };
-            let tls = match tls.as_str() {
-                "implicit" => TlsSetting::Implicit,
-                "starttls" => TlsSetting::StartTls,
-                other => bail!("--tls: expected `implicit` or `starttls`, got `{other}`"),
-            };
-            let config = MailboxConfig {
-                name: name.clone(),
-                source: MailboxSource::Imap(ImapMailbox {
-                    host,
-                    port: port.unwrap_or(if insecure || tls == TlsSetting::StartTls {
-                        143
-                    } else {
-                        993
-                    }),
-                    tls,
-                    username,
-                    password: PasswordSource::Stored(password.clone()),
-                    ca_file,
-                    insecure,
-                    folders: if folders.is_empty() {
-                        vec!["INBOX".to_string()]
-                    } else {
-                        folders
-                    },
-                    after_fetch: AfterFetch::Leave,
-                }),
-                retention_days: None,
-                enabled: true,
-                outgoing: None,
-            };
-            refuse_config_name(&store, &name).await?;
-            mailboxes::save_admin(&store.db, &master, &config, Some(&password)).await?;
-            println!("mailbox {name} saved; a running daemon starts syncing it within seconds");
-        }
-        MailboxAction::AddMaildir { name, path } => {
+        MailboxAction::AddImap { name, json, .. }
+        | MailboxAction::AddMaildir { name, json, .. } => {
             if !crate::config::is_valid_name(&name) {
                 bail!("mailbox name `{name}`: use letters, digits, `-`, `_` or `.`");
             }
             refuse_config_name(&store, &name).await?;
-            let config = MailboxConfig {
-                name: name.clone(),
-                source: MailboxSource::Maildir { path },
-                retention_days: None,
-                enabled: true,
-                outgoing: None,
-            };
-            mailboxes::save_admin(&store.db, &master, &config, None).await?;
-            println!("mailbox {name} saved; a running daemon starts syncing it within seconds");
+            let body: crate::api::mailboxes::MailboxBody =
+                serde_json::from_value(body.unwrap_or_default())?;
+            let (settings, password) = crate::api::mailboxes::config_from(name.clone(), body, None)
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+            mailboxes::save_admin(&store.db, &master, &settings, password.as_ref()).await?;
+            crate::store::audit::record(
+                &store.db,
+                "cli",
+                "mailbox.add",
+                Some(&name),
+                serde_json::json!({ "replies": settings.outgoing.is_some() }),
+            )
+            .await?;
+            if let Some(row) = mailboxes::by_name(&store.db, &name).await?
+                && json
+            {
+                crate::commands_output::json(&mailboxes::status_json(&row));
+            } else {
+                println!("mailbox {name} saved; the daemon starts syncing it when it runs");
+            }
         }
         MailboxAction::Remove {
             name,
             delete_messages,
+            json,
         } => {
             let Some(row) = mailboxes::by_name(&store.db, &name).await? else {
                 bail!("no mailbox named `{name}`");
@@ -398,53 +311,133 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
             }
             if stored == 0 {
                 mailboxes::remove(&store.db, &name).await?;
-                println!("mailbox {name} removed");
-                store.close().await?;
-                return Ok(ExitCode::SUCCESS);
+                crate::store::audit::record(
+                    &store.db,
+                    "cli",
+                    "mailbox.remove",
+                    Some(&name),
+                    serde_json::json!({ "messages_deleted": 0 }),
+                )
+                .await?;
+            } else {
+                // Deleting mail goes through the purge path (rows, blobs, index entries, data keys),
+                // with the data directory to ourselves (a running daemon does it through its API).
+                let opened = app::open(config).await?;
+                let (index, _) =
+                    crate::search::indexer::open_index(&config.index_dir(), &opened.master)?;
+                let (handle, thread) = crate::search::indexer::IndexHandle::start(index)?;
+                let erased =
+                    crate::purge::erase::remove_mailbox(&opened.store, Some(&handle), &name, "cli")
+                        .await?;
+                handle.flush().await?;
+                drop(handle);
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                opened.store.close().await?;
+                tracing::info!(
+                    conversations = erased.conversations,
+                    messages = erased.messages,
+                    "mailbox removed"
+                );
             }
-            // Deleting mail goes through the purge path (rows, blobs, index entries, data keys), which
-            // needs the data directory to itself; while the daemon runs, that happens through its API.
-            let opened = match app::open(config).await {
-                Ok(opened) => {
-                    store.close().await?;
-                    opened
-                }
-                Err(err)
-                    if err
-                        .downcast_ref::<crate::lock::LockError>()
-                        .is_some_and(|lock| {
-                            matches!(lock, crate::lock::LockError::Busy { .. })
-                        }) =>
-                {
-                    // The daemon runs: delete the rows now; it removes the blob files and index
-                    // entries left behind at its next start.
-                    mailboxes::remove(&store.db, &name).await?;
-                    println!("mailbox {name} removed");
-                    store.close().await?;
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Err(err) => return Err(err),
+            if json {
+                crate::commands_output::json(
+                    &serde_json::json!({ "removed": name, "messages_deleted": stored }),
+                );
+            } else {
+                println!("mailbox {name} removed");
+            }
+        }
+        MailboxAction::Test { name, json } => {
+            let all = all_mailboxes(&store, &master, config).await?;
+            let Some(mailbox) = all.into_iter().find(|m| m.name == name) else {
+                bail!("no mailbox named `{name}`; see `inboxd mailbox list`");
             };
-            let (index, _) =
-                crate::search::indexer::open_index(&config.index_dir(), &opened.master)?;
-            let (handle, thread) = crate::search::indexer::IndexHandle::start(index)?;
-            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
-            let erased = crate::purge::erase::remove_mailbox(
-                &opened.store,
-                Some(&handle),
-                &name,
-                &format!("cli:{user}"),
+            let result =
+                crate::ingest::once::test_connection(&mailbox, config.ingest.network_timeout).await;
+            crate::commands_output::connection_test(&serde_json::to_value(&result)?, json);
+            if !result.ok {
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    store.close().await?;
+    Ok(code)
+}
+
+/// `inboxd token ...` without a daemon: straight on the database.
+async fn token_command(config: &Config, action: TokenAction) -> anyhow::Result<ExitCode> {
+    use crate::store::tokens;
+    let (store, _master) = open_shared(config).await?;
+    match action {
+        TokenAction::Create {
+            name,
+            role,
+            mailboxes: scope,
+            json,
+        } => {
+            if !crate::config::is_valid_name(&name) || name == tokens::LOCAL_ADMIN {
+                bail!(
+                    "token name `{name}`: use letters, digits, `-`, `_` or `.` (not `local-admin`)"
+                );
+            }
+            if role != tokens::ROLE_ADMIN && role != tokens::ROLE_AGENT {
+                bail!("--role must be `admin` or `agent`, got `{role}`");
+            }
+            if role == tokens::ROLE_ADMIN && !scope.is_empty() {
+                bail!("admin tokens see every mailbox: drop --mailbox or use --role agent");
+            }
+            for mailbox in &scope {
+                if mailboxes::by_name(&store.db, mailbox).await?.is_none() {
+                    bail!("--mailbox: no mailbox named `{mailbox}`; see `inboxd mailbox list`");
+                }
+            }
+            if tokens::name_in_use(&store.db, &name).await? {
+                bail!("a token named `{name}` exists; revoke it first or pick another name");
+            }
+            let scope = (!scope.is_empty()).then_some(scope);
+            let (info, secret) = tokens::create(&store.db, &name, &role, scope).await?;
+            crate::store::audit::record(
+                &store.db,
+                "cli",
+                "token.create",
+                Some(&name),
+                serde_json::json!({ "id": info.id, "role": info.role }),
             )
             .await?;
-            handle.flush().await?;
-            drop(handle);
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            opened.store.close().await?;
-            println!(
-                "mailbox {name} removed ({} conversations, {} messages deleted)",
-                erased.conversations, erased.messages
-            );
-            return Ok(ExitCode::SUCCESS);
+            let mut value = serde_json::to_value(&info)?;
+            value["secret"] = serde_json::json!(secret);
+            crate::commands_output::token_created(&value, json);
+        }
+        TokenAction::List { json } => {
+            let list: Vec<serde_json::Value> = tokens::list(&store.db)
+                .await?
+                .iter()
+                .map(|info| serde_json::to_value(info).unwrap_or_default())
+                .collect();
+            crate::commands_output::tokens(&list, json);
+        }
+        TokenAction::Revoke { name_or_id, json } => {
+            let revoked = tokens::revoke(&store.db, &name_or_id).await?;
+            if revoked.is_empty() {
+                eprintln!("inboxd: no active token with name or id `{name_or_id}`");
+                store.close().await?;
+                return Ok(ExitCode::from(crate::client::exit::NOT_FOUND));
+            }
+            for info in &revoked {
+                crate::store::audit::record(
+                    &store.db,
+                    "cli",
+                    "token.revoke",
+                    Some(&info.name),
+                    serde_json::json!({ "id": info.id }),
+                )
+                .await?;
+            }
+            if json {
+                crate::commands_output::json(&serde_json::json!({ "revoked": revoked }));
+            } else {
+                println!("token {name_or_id} revoked");
+            }
         }
     }
     store.close().await?;
@@ -468,38 +461,8 @@ async fn print_status(store: &Store, only: Option<&str>, json: bool) -> anyhow::
             bail!("no mailbox named `{name}`");
         }
     }
-    if json {
-        let list: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|row| {
-                serde_json::json!({
-                    "name": row.name, "kind": row.kind, "origin": row.origin, "enabled": row.enabled,
-                    "status": row.status, "last_sync_at": row.last_sync_at, "last_error": row.last_error,
-                    "last_error_at": row.last_error_at, "messages_stored": row.messages_stored,
-                    "retention_days": row.retention_days,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
-    }
-    println!(
-        "{:<20} {:<8} {:<7} {:<12} {:>8}  {:<25} last error",
-        "mailbox", "kind", "origin", "status", "stored", "last sync"
-    );
-    for row in rows {
-        println!(
-            "{:<20} {:<8} {:<7} {:<12} {:>8}  {:<25} {}",
-            row.name,
-            row.kind,
-            row.origin,
-            row.status,
-            row.messages_stored,
-            row.last_sync_at
-                .map_or_else(|| "never".to_string(), |at| at.to_rfc3339()),
-            row.last_error.as_deref().unwrap_or("-")
-        );
-    }
+    let values: Vec<serde_json::Value> = rows.iter().map(mailboxes::status_json).collect();
+    crate::commands_output::mailboxes(&values, json);
     Ok(())
 }
 

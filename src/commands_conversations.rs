@@ -1,79 +1,68 @@
-//! CLI commands on conversations: list, show, reply. They run beside the daemon (no lock): reading is
-//! safe, and a reply only enters the outbox; the daemon's sender delivers it.
-use std::io::Read;
+//! CLI commands on conversations without a running daemon: list, show, reply, straight on the database.
+//! (While the daemon runs they go through its API: `commands_api`.)
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::commands::open_shared;
+use crate::commands_output as output;
 use crate::config::Config;
 use crate::delivery::outbox::{ReplyRequest, enqueue_reply};
 use crate::ingest::commit::Ingestor;
-use crate::store::entities::{conversation, mailbox};
-use crate::store::{mailboxes, read};
+use crate::store::conversations::{self, Filter, STATES};
+use crate::store::{mailboxes, notes, read};
+
+/// `inboxd conversations` filters.
+pub struct ListFilter {
+    pub mailbox: Option<String>,
+    pub state: Option<String>,
+    pub assignee: Option<String>,
+    pub limit: usize,
+    pub offset: usize,
+}
 
 /// `inboxd conversations`
-pub async fn list(
-    config: &Config,
-    mailbox_name: Option<&str>,
-    limit: usize,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+pub async fn list(config: &Config, wanted: ListFilter, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(state) = &wanted.state
+        && !STATES.contains(&state.as_str())
+    {
+        bail!("--state must be one of open, pending, closed; got `{state}`");
+    }
     let (store, master) = open_shared(config).await?;
-    let names: std::collections::HashMap<Uuid, String> = mailbox::Entity::find()
-        .all(&store.db)
-        .await?
-        .into_iter()
-        .map(|row| (row.id, row.name))
-        .collect();
-    let mut query = conversation::Entity::find()
-        .order_by_desc(conversation::Column::LastActivityAt)
-        .limit(u64::try_from(limit).unwrap_or(50));
-    if let Some(name) = mailbox_name {
-        let Some(row) = mailboxes::by_name(&store.db, name).await? else {
-            bail!("no mailbox named `{name}`");
-        };
-        query = query.filter(conversation::Column::MailboxId.eq(row.id));
-    }
-    let mut out = Vec::new();
-    for row in query.all(&store.db).await? {
-        let subject = match &row.subject_sealed {
-            Some(sealed) => {
-                let key =
-                    crate::store::threads::conversation_key(&store.db, &master, row.id).await?;
-                let bytes = key.open(sealed, &crate::store::threads::subject_aad(&row.id))?;
-                String::from_utf8_lossy(&bytes).into_owned()
-            }
-            None => String::new(),
-        };
-        out.push(serde_json::json!({
-            "id": row.id, "mailbox": names.get(&row.mailbox_id), "state": row.state,
-            "subject": subject, "messages": row.message_count, "last_activity_at": row.last_activity_at,
-            "unmatched_bounce": row.unmatched_bounce,
-        }));
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "{:<36}  {:<12} {:<7} {:>4}  subject",
-            "conversation", "mailbox", "state", "msgs"
-        );
-        for item in &out {
-            println!(
-                "{:<36}  {:<12} {:<7} {:>4}  {}",
-                item["id"].as_str().unwrap_or_default(),
-                item["mailbox"].as_str().unwrap_or_default(),
-                item["state"].as_str().unwrap_or_default(),
-                item["messages"],
-                item["subject"].as_str().unwrap_or_default()
-            );
+    let rows = mailboxes::list(&store.db).await?;
+    let names: std::collections::HashMap<Uuid, String> =
+        rows.iter().map(|row| (row.id, row.name.clone())).collect();
+    let mailbox_ids = match &wanted.mailbox {
+        Some(name) => {
+            let Some(row) = rows.iter().find(|row| &row.name == name) else {
+                bail!("no mailbox named `{name}`");
+            };
+            Some(vec![row.id])
         }
-    }
+        None => None,
+    };
+    let filter = Filter {
+        mailbox_ids,
+        state: wanted.state,
+        assignee: wanted
+            .assignee
+            .map(|name| if name == "none" { String::new() } else { name }),
+        limit: u64::try_from(wanted.limit).unwrap_or(u64::MAX),
+        offset: u64::try_from(wanted.offset).unwrap_or(0),
+    };
+    let (_, summaries) = conversations::list(&store.db, &master, &filter).await?;
+    let items: Vec<serde_json::Value> = summaries
+        .iter()
+        .map(|summary| {
+            let mut value = serde_json::to_value(summary).unwrap_or_default();
+            value["mailbox"] = serde_json::json!(names.get(&summary.mailbox_id));
+            value
+        })
+        .collect();
+    output::conversations(&items, json);
     store.close().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -84,49 +73,11 @@ pub async fn show(config: &Config, id: Uuid, json: bool) -> anyhow::Result<ExitC
     let view = read::conversation(&store.db, &master, id)
         .await
         .with_context(|| format!("conversation {id}"))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
-    } else {
-        println!(
-            "conversation {}  [{}]  {}",
-            view.id,
-            view.state,
-            view.subject.as_deref().unwrap_or("")
-        );
-        for message in &view.messages {
-            let from: Vec<String> = message
-                .headers
-                .from
-                .iter()
-                .map(|a| a.email.clone().unwrap_or_default())
-                .collect();
-            println!(
-                "\n--- {} {} from {} ({})",
-                message.direction,
-                message.id,
-                from.join(", "),
-                message.status
-            );
-            println!("{}", message.body.text.trim_end());
-            for attachment in &message.attachments {
-                println!(
-                    "  [attachment] {} ({} bytes, {})",
-                    attachment.meta.filename.as_deref().unwrap_or("unnamed"),
-                    attachment.size,
-                    attachment.meta.content_type
-                );
-            }
-            for event in &message.events {
-                println!(
-                    "  [{}] {} {} {}",
-                    event.event,
-                    event.recipient,
-                    event.status.as_deref().unwrap_or(""),
-                    event.diagnostic.as_deref().unwrap_or("")
-                );
-            }
-        }
-    }
+    let row = conversations::by_id(&store.db, id).await?;
+    let mut value = serde_json::to_value(&view)?;
+    value["assignee"] = serde_json::json!(row.and_then(|row| row.assignee));
+    value["notes"] = serde_json::to_value(notes::list(&store.db, &master, id).await?)?;
+    output::conversation(&value, json);
     store.close().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -140,22 +91,14 @@ pub async fn reply(
     cc: Vec<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let body = if body_file == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        text
-    } else {
-        std::fs::read_to_string(body_file)
-            .with_context(|| format!("cannot read {}", body_file.display()))?
-    };
-    if body.trim().is_empty() {
-        bail!("the reply is empty");
-    }
+    let body = crate::commands_api::read_body(body_file)?;
     let (store, master) = open_shared(config).await?;
-    let ingestor = Ingestor::new(store.clone(), Arc::new(master));
+    let master = Arc::new(master);
+    let configs = mailboxes::all_configs(&store.db, &master, &config.mailboxes).await?;
+    let ingestor = Ingestor::new(store.clone(), master);
     let enqueued = enqueue_reply(
         &ingestor,
-        &config.mailboxes,
+        &configs,
         ReplyRequest {
             conversation_id,
             body,
@@ -165,7 +108,7 @@ pub async fn reply(
     )
     .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&enqueued)?);
+        output::json(&serde_json::to_value(&enqueued)?);
     } else {
         println!(
             "reply {} queued for {} recipient(s); the daemon sends it",

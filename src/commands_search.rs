@@ -21,6 +21,10 @@ pub async fn search(
     relevance: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    if let Err(err) = crate::api::search::check_shape(query) {
+        eprintln!("inboxd: {err}");
+        return Ok(ExitCode::from(2));
+    }
     let (store, master) = open_shared(config).await?;
     let (index, rebuilt) = open_index(&config.index_dir(), &master)?;
     if rebuilt {
@@ -66,24 +70,8 @@ pub async fn search(
             "matched_messages": hit.matched_messages, "score": hit.score, "snippet": hit.snippet,
         }));
     }
-    if json {
-        let value = serde_json::json!({ "total": results.total_conversations, "hits": rows });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        println!("{} conversations", results.total_conversations);
-        for row in &rows {
-            println!(
-                "{}  {}  {}\n    {}",
-                row["conversation_id"].as_str().unwrap_or_default(),
-                row["newest"].as_str().unwrap_or_default(),
-                row["subject"].as_str().unwrap_or_default(),
-                row["snippet"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .replace('\n', " ")
-            );
-        }
-    }
+    let value = serde_json::json!({ "total": results.total_conversations, "hits": rows });
+    crate::commands_output::search(&value, json);
     store.close().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -136,7 +136,8 @@ impl Sender {
             .one(db)
             .await?
             .ok_or_else(|| DeliveryError::NotFound("mailbox".to_string()))?;
-        let configs = self.mailboxes.from_config.read().await.clone();
+        let from_config = self.mailboxes.from_config.read().await.clone();
+        let configs = crate::store::mailboxes::all_configs(db, master, &from_config).await?;
         let outgoing = configs
             .iter()
             .find(|config| config.name == mailbox_row.name)

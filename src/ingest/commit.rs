@@ -26,6 +26,11 @@ pub struct Ingestor {
     hasher: Arc<KeyedHasher>,
     /// Where committed messages are sent for indexing (none in offline tools without an index).
     index: Option<IndexHandle>,
+    /// One lock per mailbox, held from the start of a batch's transaction to its commit: two passes over
+    /// one mailbox in this process (the supervisor's and one asked for through the API) must not both
+    /// see a message as new (under PostgreSQL's READ COMMITTED both would insert it). Shared by clones.
+    commit_locks:
+        Arc<std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Ingestor {
@@ -37,7 +42,16 @@ impl Ingestor {
             master,
             hasher,
             index: None,
+            commit_locks: Arc::default(),
         }
+    }
+
+    fn commit_lock(&self, mailbox_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .commit_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(locks.entry(mailbox_id).or_default())
     }
 
     /// Sends every committed message to this index.
@@ -119,9 +133,13 @@ impl Ingestor {
         prepared: Vec<PreparedMessage>,
         checkpoint: Option<(&str, Checkpoint)>,
     ) -> Result<SyncReport, IngestError> {
+        let lock = self.commit_lock(mailbox_id);
+        let guard = lock.lock().await;
         let outcome = self.try_commit(mailbox_id, &prepared, checkpoint).await;
+        drop(guard);
         match outcome {
             Ok((report, duplicates, stored)) => {
+                crate::metrics::record_ingest(report.stored, report.duplicates);
                 let blob_dir = self.store.blob_dir();
                 remove_blobs(blob_dir, duplicates.iter());
                 self.index_committed(mailbox_id, prepared, stored).await;

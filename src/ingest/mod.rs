@@ -8,6 +8,7 @@
 pub mod commit;
 pub mod imap_sync;
 pub mod maildir;
+pub mod once;
 pub mod prepare;
 pub mod supervisor;
 

@@ -11,7 +11,8 @@ use super::StoreError;
 use super::entities::mailbox;
 use crate::clock;
 use crate::config::{
-    AfterFetch, ImapMailbox, MailboxConfig, MailboxSource, PasswordSource, Secret, TlsSetting,
+    AfterFetch, ImapMailbox, MailboxConfig, MailboxSource, Outgoing, PasswordSource, Secret,
+    SmtpConfig, TlsSetting,
 };
 use crate::crypto::{Aad, MasterKey};
 
@@ -35,6 +36,100 @@ struct StoredSettings {
     after_fetch: String,
     move_to: Option<String>,
     path: Option<String>,
+    /// Reply settings (absent in rows written before replies could be configured here).
+    #[serde(default)]
+    outgoing: Option<StoredOutgoing>,
+}
+
+/// The sending side of an admin mailbox, sealed with its other settings.
+#[derive(Serialize, Deserialize)]
+struct StoredOutgoing {
+    address: String,
+    display_name: Option<String>,
+    host: String,
+    port: u16,
+    tls: String,
+    username: Option<String>,
+    password: Option<String>,
+    ca_file: Option<String>,
+    insecure: bool,
+    verp: bool,
+}
+
+fn tls_name(tls: TlsSetting) -> String {
+    match tls {
+        TlsSetting::Implicit => "implicit",
+        TlsSetting::StartTls => "starttls",
+    }
+    .to_string()
+}
+
+fn tls_from(name: &str) -> TlsSetting {
+    if name == "starttls" {
+        TlsSetting::StartTls
+    } else {
+        TlsSetting::Implicit
+    }
+}
+
+fn outgoing_to_stored(outgoing: &Outgoing) -> StoredOutgoing {
+    let smtp = &outgoing.smtp;
+    StoredOutgoing {
+        address: outgoing.address.clone(),
+        display_name: outgoing.display_name.clone(),
+        host: smtp.host.clone(),
+        port: smtp.port,
+        tls: tls_name(smtp.tls),
+        username: smtp.username.clone(),
+        password: match &smtp.password {
+            Some(PasswordSource::Stored(secret)) => Some(secret.expose().to_string()),
+            _ => None,
+        },
+        ca_file: smtp.ca_file.as_ref().map(|p| p.display().to_string()),
+        insecure: smtp.insecure,
+        verp: smtp.verp,
+    }
+}
+
+fn outgoing_from_stored(stored: StoredOutgoing) -> Outgoing {
+    Outgoing {
+        address: stored.address,
+        display_name: stored.display_name,
+        smtp: SmtpConfig {
+            host: stored.host,
+            port: stored.port,
+            tls: tls_from(&stored.tls),
+            username: stored.username,
+            password: stored
+                .password
+                .map(|secret| PasswordSource::Stored(Secret::new(secret))),
+            ca_file: stored.ca_file.map(Into::into),
+            insecure: stored.insecure,
+            verp: stored.verp,
+        },
+    }
+}
+
+/// Every mailbox the daemon runs: the config file's first, then the admin-added ones (with their
+/// sealed settings opened). A stored mailbox whose settings cannot be opened is skipped with a warning.
+pub async fn all_configs(
+    db: &impl ConnectionTrait,
+    key: &MasterKey,
+    from_config: &[MailboxConfig],
+) -> Result<Vec<MailboxConfig>, StoreError> {
+    let mut all = from_config.to_vec();
+    for row in list(db).await? {
+        if row.origin != ORIGIN_ADMIN || all.iter().any(|m| m.name == row.name) {
+            continue;
+        }
+        match admin_config(key, &row) {
+            Ok(config) => all.push(config),
+            Err(err) => {
+                tracing::warn!(mailbox = %row.name, error = %err, "cannot read stored mailbox")
+            }
+        }
+    }
+    Ok(all)
 }
 
 fn settings_aad(name: &str) -> Aad {
@@ -57,6 +152,16 @@ pub async fn by_name(
         .filter(mailbox::Column::Name.eq(name))
         .one(db)
         .await?)
+}
+
+/// A mailbox row as the CLI and the API show it (status, counts; never settings or secrets).
+pub fn status_json(row: &mailbox::Model) -> serde_json::Value {
+    serde_json::json!({
+        "name": row.name, "kind": row.kind, "origin": row.origin, "enabled": row.enabled,
+        "status": row.status, "last_sync_at": row.last_sync_at, "last_error": row.last_error,
+        "last_error_at": row.last_error_at, "messages_stored": row.messages_stored,
+        "retention_days": row.retention_days,
+    })
 }
 
 /// Every mailbox row, by name.
@@ -171,6 +276,7 @@ fn to_stored(config: &MailboxConfig, password: Option<&Secret>) -> StoredSetting
         after_fetch: "leave".to_string(),
         move_to: None,
         path: None,
+        outgoing: config.outgoing.as_ref().map(outgoing_to_stored),
     };
     match &config.source {
         MailboxSource::Imap(imap) => {
@@ -243,7 +349,7 @@ pub fn admin_config(key: &MasterKey, row: &mailbox::Model) -> Result<MailboxConf
         source,
         retention_days: row.retention_days.and_then(|days| u32::try_from(days).ok()),
         enabled: row.enabled,
-        outgoing: None,
+        outgoing: stored.outgoing.map(outgoing_from_stored),
     })
 }
 
@@ -256,21 +362,28 @@ pub async fn remove(db: &impl ConnectionTrait, name: &str) -> Result<bool, Store
     Ok(result.rows_affected > 0)
 }
 
-/// Records a finished sync pass.
+/// Records a finished sync pass. The count is added in SQL (`messages_stored = messages_stored + n`):
+/// two passes over one mailbox (the supervisor's and one asked for through the API) may finish together.
 pub async fn record_success(
     db: &impl ConnectionTrait,
     id: Uuid,
     stored_now: i64,
 ) -> Result<(), StoreError> {
-    if let Some(row) = mailbox::Entity::find_by_id(id).one(db).await? {
-        let total = row.messages_stored + stored_now;
-        let mut active: mailbox::ActiveModel = row.into();
-        active.status = Set("ok".to_string());
-        active.last_sync_at = Set(Some(clock::now()));
-        active.last_error = Set(None);
-        active.messages_stored = Set(total);
-        active.update(db).await?;
-    }
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    mailbox::Entity::update_many()
+        .col_expr(mailbox::Column::Status, Expr::value("ok"))
+        .col_expr(mailbox::Column::LastSyncAt, Expr::value(Some(clock::now())))
+        .col_expr(
+            mailbox::Column::LastError,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            mailbox::Column::MessagesStored,
+            Expr::col(mailbox::Column::MessagesStored).add(stored_now),
+        )
+        .filter(mailbox::Column::Id.eq(id))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -282,6 +395,7 @@ pub async fn record_error(
     message: &str,
 ) -> Result<(), StoreError> {
     if let Some(row) = mailbox::Entity::find_by_id(id).one(db).await? {
+        crate::metrics::record_sync_error(&row.name);
         let mut active: mailbox::ActiveModel = row.into();
         active.status = Set(status.to_string());
         active.last_error = Set(Some(message.to_string()));

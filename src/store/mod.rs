@@ -3,13 +3,16 @@
 //! The database is the truth; the search index is derived from it. Queries are plain async functions in
 //! the sibling modules that take `&impl ConnectionTrait`, so they work inside or outside a transaction.
 pub mod audit;
+pub mod conversations;
 pub mod entities;
 pub mod folders;
 pub mod mailboxes;
 pub mod messages;
+pub mod notes;
 pub mod read;
 pub mod settings;
 pub mod threads;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! fails the test; elsewhere the test prints why and returns early.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -195,10 +197,16 @@ pub async fn backends(dir: &Path) -> Vec<Backend> {
     list
 }
 
-/// A config for a test: everything under `dir`, the given database and extra TOML (mailboxes…).
+/// A config for a test: everything under `dir`, the given database and extra TOML (mailboxes…). The API
+/// listens on a free port (tests run in parallel) unless `extra` has an `[api]` table.
 pub fn config(dir: &Path, database_url: &str, extra: &str) -> Config {
+    let api = if extra.contains("[api]") {
+        ""
+    } else {
+        "[api]\nlisten = \"127.0.0.1:0\"\n"
+    };
     let text = format!(
-        "data_dir = \"{}\"\ndatabase = \"{}\"\n[ingest]\npoll_interval_secs = 1\nmax_backoff_secs = 2\nnetwork_timeout_secs = 20\n{extra}",
+        "data_dir = \"{}\"\ndatabase = \"{}\"\n{api}[ingest]\npoll_interval_secs = 1\nmax_backoff_secs = 2\nnetwork_timeout_secs = 20\n{extra}",
         dir.display(),
         database_url
     );
