@@ -9,6 +9,7 @@
 //! than the cache — the subject fallback, which reads messages and addresses, and merges, which rewrite
 //! stored rows — are resolved by [`BatchThreads::resolve_in_database`] after the caller has flushed every
 //! pending row, so the database answers exactly as it would have message by message.
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::sea_query::OnConflict;
@@ -204,9 +205,8 @@ impl BatchThreads {
                 target
             }
         };
-        if !self.keys.contains_key(&conversation_id) {
-            let key = conversation_key(db, master, conversation_id).await?;
-            self.keys.insert(conversation_id, key);
+        if let Entry::Vacant(slot) = self.keys.entry(conversation_id) {
+            slot.insert(conversation_key(db, master, conversation_id).await?);
         }
         self.record_ids(hashes, conversation_id);
         Ok(conversation_id)
