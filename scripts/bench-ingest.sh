@@ -8,9 +8,12 @@
 #    (bob@inboxd.test by default), written directly as Maildir files, then checks the count with SELECT.
 # 3. Measures in one run, each process under /usr/bin/time -v:
 #    (a) a bare IMAP client (Python imaplib, implicit TLS, UID FETCH BODY.PEEK[] in batches of 500);
-#    (b) `inboxd sync --once --json` ingesting the folder into a fresh data dir (release build).
-# 4. Prints msg/s, MB/s, peak RSS, CPU for both, the ratio (b)/(a) and PASS/FAIL against the targets
-#    (ratio >= 0.60, inboxd peak RSS < 256 MB); writes $BENCH_CACHE/results/<stamp>-N.json.
+#    (b) `inboxd sync --once --json` ingesting the folder into a fresh data dir (release build), search
+#        indexing included (the index is committed and closed before the process exits);
+#    (c) unless BENCH_NO_INDEX=0: the same with `--no-index` into another fresh data dir, to price indexing.
+# 4. Prints msg/s, MB/s, peak RSS, CPU for each, the ratio (b)/(a) and PASS/FAIL against the targets
+#    (ratio >= 0.60, inboxd peak RSS < 256 MB; with (c): indexing adds at most 20% to ingest time,
+#    i.e. wall (b) <= 1.2 x wall (c)); writes $BENCH_CACHE/results/<stamp>-N.json.
 # 5. Deletes the bench folder and inboxd's data dir (the corpus cache stays).
 #
 # Exit: 0 targets met, 3 a target missed, 2 a run incomplete (wrong count, inboxd error), 1 setup failure.
@@ -23,6 +26,7 @@
 #      INBOXD_BIN                      use this binary instead of building one
 #      BENCH_LOG_LEVEL (warn)          inboxd --log-level (e.g. info); its log goes to the run dir
 #      BENCH_INGEST_TOML               extra lines for the config's [ingest] table (e.g. "batch_size = 500")
+#      BENCH_NO_INDEX (1)              0: skip run (c), the ingest without search indexing
 #      BENCH_KEEP=1                    keep the bench folder and data dir (to inspect them)
 #      INFRA_ROOT (/tmp/inboxd-test-infra) and the lab's port knobs, see scripts/testlab/env.sh
 set -euo pipefail
@@ -125,12 +129,14 @@ t=$(now)
 /usr/bin/time -v -o "$RUN/a.time" "$PY" "$BENCH/imap_tool.py" fetch "$FOLDER" --batch "$BATCH" > "$RUN/a.json" || true
 since "$t" > "$RUN/a.wall"
 
-# --- 3b. inboxd sync --once -------------------------------------------------------------------------------
+# --- inboxd runs -----------------------------------------------------------------------------------------
 printf '%s' "$BENCH_IMAP_PASSWORD" > "$RUN/imap.password"
 chmod 600 "$RUN/imap.password"
-cat > "$RUN/inboxd.toml" <<TOML
+# inboxd_config DATA_DIR: the config of one inboxd run, on stdout.
+inboxd_config() {
+  cat <<TOML
 # written by scripts/bench-ingest.sh
-data_dir = "$RUN/data"
+data_dir = "$1"
 
 [ingest]
 ${BENCH_INGEST_TOML:-}
@@ -146,12 +152,30 @@ password_file = "$RUN/imap.password"
 ca_file = "$BENCH_IMAP_CA"
 folders = ["$FOLDER"]
 TOML
-say "(b) inboxd sync --once ($INBOXD_BIN, log level ${BENCH_LOG_LEVEL:-warn}, log $RUN/b.log)"
-t=$(now)
-/usr/bin/time -v -o "$RUN/b.time" "$INBOXD_BIN" --config "$RUN/inboxd.toml" --log-level "${BENCH_LOG_LEVEL:-warn}" \
-  sync --once --json > "$RUN/b.json" 2> "$RUN/b.log" || true
-since "$t" > "$RUN/b.wall"
+}
+# inboxd_run SIDE DATA_DIR [sync flags...]: one timed `inboxd sync --once` into a fresh data dir.
+inboxd_run() {
+  local side=$1 data=$2
+  shift 2
+  inboxd_config "$data" > "$RUN/inboxd-$side.toml"
+  say "($side) inboxd sync --once $* ($INBOXD_BIN, log level ${BENCH_LOG_LEVEL:-warn}, log $RUN/$side.log)"
+  sync  # the previous run's writes are flushed now, not during this measurement
+  local t
+  t=$(now)
+  /usr/bin/time -v -o "$RUN/$side.time" "$INBOXD_BIN" --config "$RUN/inboxd-$side.toml" \
+    --log-level "${BENCH_LOG_LEVEL:-warn}" sync --once --json "$@" > "$RUN/$side.json" 2> "$RUN/$side.log" || true
+  since "$t" > "$RUN/$side.wall"
+}
+
+# --- 3b. inboxd sync --once (indexing on) ------------------------------------------------------------------
+inboxd_run b "$RUN/data"
 DATA_MB=$(du -sm "$RUN/data" 2>/dev/null | cut -f1 || echo "?")
+
+# --- 3c. inboxd sync --once --no-index -------------------------------------------------------------------
+if [ "${BENCH_NO_INDEX:-1}" != 0 ]; then
+  inboxd_run c "$RUN/data-noindex" --no-index
+  rm -rf "$RUN/data-noindex"
+fi
 
 # --- 4. report ---------------------------------------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)

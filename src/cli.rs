@@ -38,6 +38,10 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Leave the search index alone (a faster bulk import): the daemon indexes every stored
+        /// message the index lacks when it next starts.
+        #[arg(long)]
+        no_index: bool,
     },
     /// Show what inboxd understands of one raw message (no daemon, no database needed).
     Inspect {

@@ -7,12 +7,14 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::app;
 use crate::cli::{Command, KeyAction, MailboxAction, TokenAction};
 use crate::config::{Config, ImapMailbox, MailboxConfig, MailboxSource, PasswordSource};
 use crate::crypto::{self, MasterKey};
 use crate::ingest::commit::{Ingestor, sweep_orphans};
+use crate::search::indexer::{IndexHandle, open_index};
 use crate::store::entities::{data_key, mailbox};
 use crate::store::mailboxes::{self, ORIGIN_ADMIN};
 use crate::store::threads::conversation_key_aad;
@@ -50,13 +52,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             once,
             mailbox,
             json,
+            no_index,
         } => {
             if !once {
                 bail!(
                     "`inboxd sync` needs --once (the daemon, `inboxd serve`, syncs continuously)"
                 );
             }
-            sync_once(&config, mailbox.as_deref(), json).await
+            sync_once(&config, mailbox.as_deref(), json, !no_index).await
         }
         Command::Mailbox { action } => mailbox_command(&config, *action).await,
         Command::Search {
@@ -202,10 +205,25 @@ async fn all_mailboxes(
     Ok(mailboxes::all_configs(&store.db, master, &config.mailboxes).await?)
 }
 
-async fn sync_once(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+async fn sync_once(
+    config: &Config,
+    only: Option<&str>,
+    json: bool,
+    index: bool,
+) -> anyhow::Result<ExitCode> {
     let opened = app::open(config).await?;
     sweep_orphans(&opened.store).await?;
-    let ingestor = Ingestor::new(opened.store.clone(), opened.master.clone());
+    let mut ingestor = Ingestor::new(opened.store.clone(), opened.master.clone());
+    // Committed batches are indexed as the daemon indexes them; what the index misses (or all of it,
+    // with --no-index) is indexed by the daemon's catch-up at its next start.
+    let indexer = if index {
+        let (search_index, _) = open_index(&config.index_dir(), &opened.master)?;
+        let (handle, thread) = IndexHandle::start(search_index)?;
+        ingestor = ingestor.with_index(handle.clone());
+        Some((handle, thread))
+    } else {
+        None
+    };
     let mut targets = all_mailboxes(&opened.store, &opened.master, config).await?;
     targets.retain(|m| m.enabled && only.is_none_or(|name| m.name == name));
     if let (Some(name), true) = (only, targets.is_empty()) {
@@ -214,6 +232,14 @@ async fn sync_once(config: &Config, only: Option<&str>, json: bool) -> anyhow::R
     let cancel = CancellationToken::new();
     let reports =
         crate::ingest::once::sync_mailboxes(&ingestor, &targets, &config.ingest, &cancel).await?;
+    drop(ingestor);
+    if let Some((handle, thread)) = indexer {
+        if let Err(err) = handle.flush().await {
+            warn!(error = %err, "index commit failed; the daemon indexes the missing messages at its next start");
+        }
+        drop(handle);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     let values: Vec<serde_json::Value> = reports
         .iter()
         .map(|report| serde_json::to_value(report).unwrap_or_default())

@@ -5,8 +5,9 @@
 
 Reads DIR/a.time, DIR/b.time (GNU `/usr/bin/time -v` output), DIR/a.wall, DIR/b.wall (seconds, measured
 by the caller around the process), DIR/a.json (the bare client's own report) and DIR/b.json (the output of
-`inboxd sync --once --json`). Rates use the whole process's wall time, start to exit, for both sides.
-MB = 10^6 bytes. Exit status 0 when both targets are met, 3 when one is missed, 2 when a run is incomplete.
+`inboxd sync --once --json`); and, when present, DIR/c.* of the run without search indexing
+(`--no-index`). Rates use the whole process's wall time, start to exit, for every side.
+MB = 10^6 bytes. Exit status 0 when every target is met, 3 when one is missed, 2 when a run is incomplete.
 """
 import argparse
 import json
@@ -16,6 +17,7 @@ import sys
 
 TARGET_RATIO = 0.60
 TARGET_RSS_MB = 256
+TARGET_INDEX_OVERHEAD = 0.20
 
 
 def time_v(path):
@@ -43,7 +45,8 @@ def main():
     a = ap.parse_args()
     d = a.run_dir
     sides, problems = {}, []
-    for side in ("a", "b"):
+    inboxd_sides = ["b"] + (["c"] if os.path.exists(os.path.join(d, "c.time")) else [])
+    for side in ["a"] + inboxd_sides:
         r = time_v(os.path.join(d, side + ".time"))
         with open(os.path.join(d, side + ".wall")) as f:
             r["wall_s"] = float(f.read().strip())
@@ -60,21 +63,11 @@ def main():
                             % (bare["messages"], bare["bytes"], a.count, a.total_bytes))
     except (OSError, ValueError, KeyError) as e:
         problems.append("bare client report unreadable: %s" % e)
-    try:
-        with open(os.path.join(d, "b.json")) as f:
-            reports = json.load(f)
-        stored = sum(r.get("stored", 0) for r in reports)
-        sides["b"].update(fetched=sum(r.get("fetched", 0) for r in reports), stored=stored,
-                          duplicates=sum(r.get("duplicates", 0) for r in reports),
-                          flagged=sum(r.get("flagged", 0) for r in reports),
-                          errors=[r["error"] for r in reports if r.get("error")])
-        if stored != a.count:
-            problems.append("inboxd stored %d of %d messages" % (stored, a.count))
-        if sides["b"]["errors"]:
-            problems.append("inboxd reported errors: %s" % "; ".join(sides["b"]["errors"]))
-    except (OSError, ValueError, TypeError) as e:
-        problems.append("inboxd JSON report unreadable: %s" % e)
-    for side, name in (("a", "bare client"), ("b", "inboxd")):
+    for side in inboxd_sides:
+        problems.extend(inboxd_report(d, side, sides[side], a.count))
+    names = {"a": "bare client", "b": "inboxd", "c": "inboxd --no-index"}
+    for side in ["a"] + inboxd_sides:
+        name = names[side]
         if sides[side]["exit"] != 0:
             problems.append("%s exited with status %d" % (name, sides[side]["exit"]))
 
@@ -84,27 +77,61 @@ def main():
     print()
     print("N = %d messages, %.1f MB (avg %.1f KB)" % (a.count, a.total_bytes / 1e6, a.total_bytes / a.count / 1e3))
     print("%-34s %9s %10s %8s %10s %9s %7s" % ("run", "wall s", "msg/s", "MB/s", "peak RSS", "CPU s", "CPU%"))
-    for side, name in (("a", "(a) bare imaplib, UID FETCH x%s" % bare_batch(d)), ("b", "(b) inboxd sync --once")):
+    rows = [("a", "(a) bare imaplib, UID FETCH x%s" % bare_batch(d)), ("b", "(b) inboxd sync --once")]
+    if "c" in sides:
+        rows.append(("c", "(c) inboxd sync --once --no-index"))
+    for side, name in rows:
         r = sides[side]
         print("%-34s %9.2f %10.0f %8.1f %7.0f MB %9.1f %7s" % (name, r["wall_s"], r["msg_s"], r["mb_s"], r["rss_mb"],
                                                            r["user_s"] + r["sys_s"], r["cpu_pct"]))
-    if "stored" in sides["b"]:
-        b = sides["b"]
-        print("inboxd report: fetched %d, stored %d, duplicates %d, flagged %d"
-              % (b["fetched"], b["stored"], b["duplicates"], b["flagged"]))
+    for side in inboxd_sides:
+        if "stored" in sides[side]:
+            b = sides[side]
+            print("inboxd report (%s): fetched %d, stored %d, duplicates %d, flagged %d"
+                  % (side, b["fetched"], b["stored"], b["duplicates"], b["flagged"]))
     print("ratio (b)/(a) = %.2f   target >= %.2f: %s" % (ratio, TARGET_RATIO, "PASS" if ok_ratio else "FAIL"))
     print("inboxd peak RSS = %.0f MB   target < %d MB: %s" % (sides["b"]["rss_mb"], TARGET_RSS_MB,
                                                               "PASS" if ok_rss else "FAIL"))
+    ok_index, overhead = True, None
+    if "c" in sides:
+        overhead = sides["b"]["wall_s"] / sides["c"]["wall_s"] - 1
+        ok_index = overhead <= TARGET_INDEX_OVERHEAD
+        print("ratio (c)/(a) = %.2f (without search indexing)" % (sides["c"]["msg_s"] / sides["a"]["msg_s"]))
+        print("indexing adds %.0f%% to ingest time (wall (b)/(c) - 1)   target <= %.0f%%: %s"
+              % (overhead * 100, TARGET_INDEX_OVERHEAD * 100, "PASS" if ok_index else "FAIL"))
     for p in problems:
         print("INCOMPLETE: " + p)
-    verdict = "INCOMPLETE" if problems else ("PASS" if ok_ratio and ok_rss else "FAIL")
+    ok_all = ok_ratio and ok_rss and ok_index
+    verdict = "INCOMPLETE" if problems else ("PASS" if ok_all else "FAIL")
     print("overall: " + verdict)
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"count": a.count, "total_bytes": a.total_bytes, "bare": sides["a"], "inboxd": sides["b"],
-                       "ratio": ratio, "targets": {"ratio": TARGET_RATIO, "rss_mb": TARGET_RSS_MB},
+                       "inboxd_no_index": sides.get("c"), "ratio": ratio, "index_overhead": overhead,
+                       "targets": {"ratio": TARGET_RATIO, "rss_mb": TARGET_RSS_MB,
+                                   "index_overhead": TARGET_INDEX_OVERHEAD},
                        "problems": problems, "verdict": verdict}, f, indent=1)
-    sys.exit(2 if problems else (0 if ok_ratio and ok_rss else 3))
+    sys.exit(2 if problems else (0 if ok_all else 3))
+
+
+def inboxd_report(d, side, r, count):
+    """Adds the counts of `inboxd sync --once --json` (DIR/SIDE.json) to r; returns the problems found."""
+    problems = []
+    try:
+        with open(os.path.join(d, side + ".json")) as f:
+            reports = json.load(f)
+        stored = sum(x.get("stored", 0) for x in reports)
+        r.update(fetched=sum(x.get("fetched", 0) for x in reports), stored=stored,
+                 duplicates=sum(x.get("duplicates", 0) for x in reports),
+                 flagged=sum(x.get("flagged", 0) for x in reports),
+                 errors=[x["error"] for x in reports if x.get("error")])
+        if stored != count:
+            problems.append("inboxd (%s) stored %d of %d messages" % (side, stored, count))
+        if r["errors"]:
+            problems.append("inboxd (%s) reported errors: %s" % (side, "; ".join(r["errors"])))
+    except (OSError, ValueError, TypeError) as e:
+        problems.append("inboxd (%s) JSON report unreadable: %s" % (side, e))
+    return problems
 
 
 def bare_batch(d):

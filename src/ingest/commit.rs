@@ -89,7 +89,19 @@ impl Ingestor {
         let received_at = clock::now();
         let mut halves = Vec::new();
         let mut batch = batch;
-        let second = batch.split_off(batch.len() / 2);
+        // Halves of equal bytes, not equal counts: one message with a 2 MB attachment costs as much as
+        // dozens of plain ones, and the batch is done only when its slower half is.
+        let total: usize = batch.iter().map(|message| message.raw.len()).sum();
+        let mut bytes = 0;
+        let middle = batch
+            .iter()
+            .position(|message| {
+                bytes += message.raw.len();
+                bytes * 2 >= total
+            })
+            .map_or(0, |index| index + 1)
+            .min(batch.len().saturating_sub(1));
+        let second = batch.split_off(middle);
         for half in [batch, second] {
             if half.is_empty() {
                 continue;
@@ -165,9 +177,11 @@ impl Ingestor {
         let mut report = SyncReport::default();
         let mut duplicates = Vec::new();
         let mut stored = Vec::new();
-        for message in prepared {
+        let outcomes =
+            messages::store_batch(&transaction, &self.master, mailbox_id, prepared).await?;
+        for (message, outcome) in prepared.iter().zip(outcomes) {
             report.fetched += 1;
-            match messages::store(&transaction, &self.master, mailbox_id, message).await? {
+            match outcome {
                 Stored::New { conversation_id } => {
                     stored.push((message.id, conversation_id));
                     report.stored += 1;

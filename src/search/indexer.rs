@@ -24,6 +24,11 @@ const COMMIT_DOCS: usize = 2000;
 const COMMIT_AFTER: Duration = Duration::from_secs(1);
 /// Memory of the index writer.
 const WRITER_HEAP: usize = 64 * 1024 * 1024;
+/// Operations queued for the writer thread. An ingest batch is one operation carrying up to a few
+/// hundred documents with their plaintext bodies (megabytes); when tantivy falls behind a bulk
+/// import, a deep queue only holds more of them in memory. A short one makes ingest wait for the
+/// writer instead (bounded memory, issue #3).
+const QUEUE_OPS: usize = 4;
 
 /// An operation for the writer thread.
 pub enum IndexOp {
@@ -104,7 +109,7 @@ impl IndexHandle {
         index: SearchIndex,
     ) -> Result<(IndexHandle, std::thread::JoinHandle<()>), SearchError> {
         let mut writer = index.writer(WRITER_HEAP)?;
-        let (tx, mut rx) = mpsc::channel::<IndexOp>(64);
+        let (tx, mut rx) = mpsc::channel::<IndexOp>(QUEUE_OPS);
         let thread = std::thread::Builder::new()
             .name("index-writer".to_string())
             .spawn(move || {

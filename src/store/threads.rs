@@ -6,6 +6,8 @@
 //! message links two conversations, they are merged. Mail without any parent id may join by normalised
 //! subject, but only when the subject carried a reply marker, the sender already took part in the
 //! conversation and the conversation was active within the window.
+mod batch;
+
 use std::collections::BTreeSet;
 
 use chrono::Duration as ChronoDuration;
@@ -21,6 +23,9 @@ use super::entities::{conversation, data_key, message, message_address, note, th
 use crate::clock;
 use crate::crypto::{Aad, DataKey, MasterKey};
 use crate::ingest::prepare::PreparedMessage;
+
+pub use batch::BatchThreads;
+pub(crate) use batch::MAX_BIND_VALUES;
 
 /// How long a conversation stays open to subject-only threading after its last activity.
 pub const SUBJECT_WINDOW_DAYS: i64 = 30;
