@@ -30,6 +30,11 @@ pub fn uses_daemon(command: &Command) -> bool {
             | Command::State { .. }
             | Command::Assign { .. }
             | Command::Note { .. }
+            | Command::Purge { .. }
+            | Command::Retention { .. }
+            | Command::Hold { .. }
+            | Command::Subject { .. }
+            | Command::Audit { .. }
     )
 }
 
@@ -64,6 +69,11 @@ async fn dispatch(client: &DaemonClient, command: Command) -> anyhow::Result<Out
         Command::Sync { mailbox, json, .. } => sync(client, mailbox, json).await,
         Command::Mailbox { action } => return mailbox(client, *action).await,
         Command::Token { action } => token(client, action).await,
+        command @ (Command::Purge { .. }
+        | Command::Retention { .. }
+        | Command::Hold { .. }
+        | Command::Subject { .. }
+        | Command::Audit { .. }) => crate::commands_purge::through_daemon(client, command).await,
         Command::Search {
             query,
             limit,

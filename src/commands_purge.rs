@@ -61,39 +61,54 @@ pub async fn purge(config: &Config, dry_run: bool, json: bool) -> anyhow::Result
     };
     let report = retention::run(&opened.store, &opened.master, Some(&handle), &options).await?;
     close_with_index(opened, handle, thread).await?;
+    print_purge(&serde_json::to_value(&report)?, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a purge report (from this process or from the daemon's API).
+pub fn print_purge(report: &serde_json::Value, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
+        println!("{report:#}");
+        return;
     }
-    let verb = if dry_run { "would purge" } else { "purged" };
-    for mailbox in &report.mailboxes {
+    let verb = if report["dry_run"] == true {
+        "would purge"
+    } else {
+        "purged"
+    };
+    let empty = Vec::new();
+    let mailboxes = report["mailboxes"].as_array().unwrap_or(&empty);
+    let held = report["held_mailboxes"].as_array().unwrap_or(&empty);
+    for mailbox in mailboxes {
         println!(
             "{}: {verb} {} conversations, {} messages, {} bytes (retention {} days, before {}; {} on hold kept)",
-            mailbox.mailbox,
-            mailbox.erased.conversations,
-            mailbox.erased.messages,
-            mailbox.erased.bytes,
-            mailbox.retention_days,
-            mailbox.cutoff.format("%Y-%m-%d %H:%M"),
-            mailbox.held,
+            mailbox["mailbox"].as_str().unwrap_or("?"),
+            mailbox["conversations"],
+            mailbox["messages"],
+            mailbox["bytes"],
+            mailbox["retention_days"],
+            mailbox["cutoff"].as_str().unwrap_or("?"),
+            mailbox["held"],
         );
-        for expired in &mailbox.expired {
+        for expired in mailbox["expired"].as_array().unwrap_or(&empty) {
             println!(
                 "  {}  {}  {:>3} msgs  {}",
-                expired.id,
-                expired.last_activity_at.format("%Y-%m-%d"),
-                expired.messages,
-                expired.subject.as_deref().unwrap_or("(no subject)")
+                expired["id"].as_str().unwrap_or("?"),
+                expired["last_activity_at"].as_str().unwrap_or("?"),
+                expired["messages"],
+                expired["subject"].as_str().unwrap_or("(no subject)")
             );
         }
     }
-    for name in &report.held_mailboxes {
-        println!("{name}: on legal hold, nothing purged");
+    for name in held {
+        println!(
+            "{}: on legal hold, nothing purged",
+            name.as_str().unwrap_or("?")
+        );
     }
-    if report.mailboxes.is_empty() && report.held_mailboxes.is_empty() {
+    if mailboxes.is_empty() && held.is_empty() {
         println!("no mailbox has a retention window; nothing to purge");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `inboxd retention set|list`
@@ -133,43 +148,135 @@ pub async fn retention(config: &Config, action: RetentionAction) -> anyhow::Resu
             )
             .await?;
             opened.store.close().await?;
-            match days {
-                Some(days) => println!(
-                    "mailbox `{mailbox}` keeps conversations {days} days after their last activity (takes effect at the next purge)"
-                ),
-                None => println!("mailbox `{mailbox}` keeps conversations forever"),
-            }
+            print_retention_set(&mailbox, days);
             Ok(ExitCode::SUCCESS)
         }
         RetentionAction::List { json } => {
             let (store, _) = open_shared(config).await?;
-            let rows = mailboxes::list(&store.db).await?;
+            let rows: Vec<serde_json::Value> = mailboxes::list(&store.db)
+                .await?
+                .iter()
+                .map(mailboxes::status_json)
+                .collect();
             store.close().await?;
-            if json {
-                let out: Vec<_> = rows
-                    .iter()
-                    .map(|row| {
-                        serde_json::json!({
-                            "mailbox": row.name, "retention_days": row.retention_days,
-                            "legal_hold": row.legal_hold,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                println!("{:<24} {:>10}  HOLD", "MAILBOX", "RETENTION");
-                for row in rows {
-                    println!(
-                        "{:<24} {:>10}  {}",
-                        row.name,
-                        row.retention_days
-                            .map_or_else(|| "forever".to_string(), |days| format!("{days} d")),
-                        if row.legal_hold { "yes" } else { "-" }
-                    );
-                }
-            }
+            print_retention_list(&rows, json);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn print_retention_set(mailbox: &str, days: Option<u32>) {
+    match days {
+        Some(days) => println!(
+            "mailbox `{mailbox}` keeps conversations {days} days after their last activity (takes effect at the next purge)"
+        ),
+        None => println!("mailbox `{mailbox}` keeps conversations forever"),
+    }
+}
+
+fn print_retention_list(rows: &[serde_json::Value], json: bool) {
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                serde_json::json!({
+                    "mailbox": row["name"], "retention_days": row["retention_days"],
+                    "legal_hold": row["legal_hold"],
+                })
+            })
+            .collect();
+        println!("{:#}", serde_json::Value::Array(out));
+        return;
+    }
+    println!("{:<24} {:>10}  HOLD", "MAILBOX", "RETENTION");
+    for row in rows {
+        println!(
+            "{:<24} {:>10}  {}",
+            row["name"].as_str().unwrap_or("?"),
+            row["retention_days"]
+                .as_u64()
+                .map_or_else(|| "forever".to_string(), |days| format!("{days} d")),
+            if row["legal_hold"] == true {
+                "yes"
+            } else {
+                "-"
+            }
+        );
+    }
+}
+
+fn print_holds(holds: &serde_json::Value, json: bool) {
+    if json {
+        println!("{holds:#}");
+        return;
+    }
+    let empty = Vec::new();
+    let list = holds.as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        println!("no legal holds");
+    }
+    for entry in list {
+        println!(
+            "{} {}  {}",
+            entry["target"]["kind"].as_str().unwrap_or("?"),
+            entry["target"]["id"].as_str().unwrap_or("?"),
+            entry["reason"].as_str().unwrap_or("(no reason)")
+        );
+    }
+}
+
+fn print_export(report: &serde_json::Value, json: bool) {
+    if json {
+        println!("{report:#}");
+    } else {
+        println!(
+            "exported {} messages in {} conversations ({} attachments, {} bytes) to {}",
+            report["messages"],
+            report["conversations"],
+            report["attachments"],
+            report["bytes"],
+            report["file"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+fn print_erase(report: &serde_json::Value, json: bool) {
+    if json {
+        println!("{report:#}");
+        return;
+    }
+    println!(
+        "erased {} messages ({} whole conversations, {} bytes)",
+        report["messages"], report["conversations"], report["bytes"]
+    );
+    let empty = Vec::new();
+    let held = report["held_conversations"].as_array().unwrap_or(&empty);
+    if !held.is_empty() {
+        println!(
+            "kept {} messages in {} conversations on legal hold:",
+            report["held_messages"],
+            held.len()
+        );
+        for id in held {
+            println!("  {}", id.as_str().unwrap_or("?"));
+        }
+    }
+}
+
+fn print_audit(records: &[serde_json::Value], json: bool) {
+    if json {
+        println!("{:#}", serde_json::Value::Array(records.to_vec()));
+        return;
+    }
+    for record in records {
+        println!(
+            "{}  {:<20} {:<18} {:<32} {}",
+            record["at"].as_str().unwrap_or("?"),
+            record["actor"].as_str().unwrap_or("?"),
+            record["action"].as_str().unwrap_or("?"),
+            record["target"].as_str().unwrap_or("-"),
+            record["details"]
+        );
     }
 }
 
@@ -237,19 +344,7 @@ pub async fn hold(config: &Config, action: HoldAction) -> anyhow::Result<ExitCod
             let (store, master) = open_shared(config).await?;
             let holds = hold::list_holds(&store, &master).await?;
             store.close().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&holds)?);
-            } else if holds.is_empty() {
-                println!("no legal holds");
-            } else {
-                for entry in holds {
-                    println!(
-                        "{}  {}",
-                        entry.target,
-                        entry.reason.as_deref().unwrap_or("(no reason)")
-                    );
-                }
-            }
+            print_holds(&serde_json::to_value(&holds)?, json);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -269,18 +364,7 @@ pub async fn subject(config: &Config, action: SubjectAction) -> anyhow::Result<E
             let (store, master) = open_shared(config).await?;
             let report = subject::export(&store, &master, &address, &out, &actor()).await?;
             store.close().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!(
-                    "exported {} messages in {} conversations ({} attachments, {} bytes) to {}",
-                    report.messages,
-                    report.conversations,
-                    report.attachments,
-                    report.bytes,
-                    report.file.display()
-                );
-            }
+            print_export(&serde_json::to_value(&report)?, json);
             Ok(ExitCode::SUCCESS)
         }
         SubjectAction::Erase { address, json } => {
@@ -290,24 +374,7 @@ pub async fn subject(config: &Config, action: SubjectAction) -> anyhow::Result<E
             let report =
                 subject::erase(&opened.store, &master, Some(&handle), &address, &actor()).await?;
             close_with_index(opened, handle, thread).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!(
-                    "erased {} messages ({} whole conversations, {} bytes)",
-                    report.erased.messages, report.erased.conversations, report.erased.bytes
-                );
-                if !report.held_conversations.is_empty() {
-                    println!(
-                        "kept {} messages in {} conversations on legal hold:",
-                        report.held_messages,
-                        report.held_conversations.len()
-                    );
-                    for id in &report.held_conversations {
-                        println!("  {id}");
-                    }
-                }
-            }
+            print_erase(&serde_json::to_value(&report)?, json);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -318,19 +385,180 @@ pub async fn audit(config: &Config, limit: u64, json: bool) -> anyhow::Result<Ex
     let (store, _) = open_shared(config).await?;
     let records = audit::list(&store.db, limit, 0).await?;
     store.close().await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
-    } else {
-        for record in records {
-            println!(
-                "{}  {:<20} {:<18} {:<32} {}",
-                record.at.format("%Y-%m-%d %H:%M:%S"),
-                record.actor,
-                record.action,
-                record.target.as_deref().unwrap_or("-"),
-                record.details
-            );
+    let values: Vec<serde_json::Value> = records
+        .iter()
+        .map(|record| serde_json::to_value(record).unwrap_or_default())
+        .collect();
+    print_audit(&values, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The same commands through the running daemon's API (the daemon owns the data directory).
+pub async fn through_daemon(
+    client: &crate::client::DaemonClient,
+    command: crate::cli::Command,
+) -> Result<ExitCode, crate::client::ClientError> {
+    use crate::cli::Command;
+    use crate::client::encode;
+    use hyper::Method;
+    use serde_json::json;
+    match command {
+        Command::Purge { dry_run, json } => {
+            let value = client
+                .call(Method::POST, &format!("/v1/purge?dry_run={dry_run}"), None)
+                .await?;
+            print_purge(&value, json);
         }
+        Command::Retention {
+            action:
+                RetentionAction::Set {
+                    mailbox,
+                    days,
+                    forever,
+                },
+        } => {
+            let days = if forever { None } else { days };
+            client
+                .call(
+                    Method::PUT,
+                    &format!("/v1/mailboxes/{}/retention", encode(&mailbox)),
+                    Some(&json!({ "days": days })),
+                )
+                .await?;
+            print_retention_set(&mailbox, days);
+        }
+        Command::Retention {
+            action: RetentionAction::List { json },
+        } => {
+            let value = client.call(Method::GET, "/v1/mailboxes", None).await?;
+            let rows = value["mailboxes"]
+                .as_array()
+                .or_else(|| value.as_array())
+                .cloned()
+                .unwrap_or_default();
+            print_retention_list(&rows, json);
+        }
+        Command::Hold { action } => match action {
+            HoldAction::Set {
+                conversation,
+                mailbox,
+                reason,
+            } => {
+                let path = hold_path(conversation, mailbox.as_deref());
+                client
+                    .call(Method::PUT, &path, Some(&json!({ "reason": reason })))
+                    .await?;
+                println!("legal hold placed");
+            }
+            HoldAction::Release {
+                conversation,
+                mailbox,
+            } => {
+                let path = hold_path(conversation, mailbox.as_deref());
+                client.call(Method::DELETE, &path, None).await?;
+                println!("legal hold lifted");
+            }
+            HoldAction::List { json } => {
+                let value = client.call(Method::GET, "/v1/holds", None).await?;
+                print_holds(&value["holds"], json);
+            }
+        },
+        Command::Subject { action } => match action {
+            SubjectAction::Export { address, out, json } => {
+                if out.exists() {
+                    eprintln!(
+                        "inboxd: {} exists; choose a new file for the export (it is never overwritten)",
+                        out.display()
+                    );
+                    return Ok(ExitCode::from(crate::client::exit::CONFLICT));
+                }
+                let (status, bytes) = client
+                    .send(
+                        Method::POST,
+                        "/v1/subjects/export",
+                        Some(&json!({ "address": address })),
+                    )
+                    .await?;
+                if !status.is_success() {
+                    // An error answer is JSON: let `call` turn it into the usual error.
+                    client
+                        .call(
+                            Method::POST,
+                            "/v1/subjects/export",
+                            Some(&json!({ "address": address })),
+                        )
+                        .await?;
+                }
+                if let Err(err) = subject::write_file(&out, &bytes) {
+                    eprintln!("inboxd: {err}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                let report = summarize_archive(&bytes, &out);
+                print_export(&report, json);
+            }
+            SubjectAction::Erase { address, json } => {
+                let value = client
+                    .call(
+                        Method::POST,
+                        "/v1/subjects/erase",
+                        Some(&json!({ "address": address })),
+                    )
+                    .await?;
+                print_erase(&value, json);
+            }
+        },
+        Command::Audit { limit, json } => {
+            let value = client
+                .call(
+                    Method::GET,
+                    &format!("/v1/audit?limit={}", limit.clamp(1, 500)),
+                    None,
+                )
+                .await?;
+            print_audit(value["records"].as_array().map_or(&[], Vec::as_slice), json);
+        }
+        _ => unreachable!("dispatched by commands_api"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn hold_path(conversation: Option<uuid::Uuid>, mailbox: Option<&str>) -> String {
+    match (conversation, mailbox) {
+        (Some(id), _) => format!("/v1/conversations/{id}/hold"),
+        (None, Some(name)) => format!("/v1/mailboxes/{}/hold", crate::client::encode(name)),
+        (None, None) => "/v1/holds".to_string(),
+    }
+}
+
+/// Counts of an export archive, read back from its manifest.
+fn summarize_archive(bytes: &[u8], out: &std::path::Path) -> serde_json::Value {
+    use std::io::Read;
+    let mut manifest = serde_json::Value::Null;
+    let mut attachments = 0usize;
+    if let Ok(entries) = tar::Archive::new(bytes).entries() {
+        for mut entry in entries.flatten() {
+            let path = entry
+                .path()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if path == "manifest.json" {
+                let mut text = Vec::new();
+                if entry.read_to_end(&mut text).is_ok() {
+                    manifest = serde_json::from_slice(&text).unwrap_or_default();
+                }
+            } else if path.contains("/attachments/") {
+                attachments += 1;
+            }
+        }
+    }
+    let conversations = manifest["conversations"].as_array().map_or(0, Vec::len);
+    let messages: usize = manifest["conversations"].as_array().map_or(0, |list| {
+        list.iter()
+            .map(|c| c["messages"].as_array().map_or(0, Vec::len))
+            .sum()
+    });
+    serde_json::json!({
+        "file": out, "conversations": conversations, "messages": messages,
+        "attachments": attachments, "bytes": bytes.len(),
+    })
 }

@@ -399,7 +399,7 @@ pub async fn attachment(
 
 /// A download response. Attachments are always `application/octet-stream` with `nosniff`: a browser
 /// pointed at the API never renders mail-supplied HTML.
-fn download(bytes: Vec<u8>, content_type: &'static str, filename: &str) -> Response {
+pub(super) fn download(bytes: Vec<u8>, content_type: &'static str, filename: &str) -> Response {
     let disposition = format!(
         "attachment; filename=\"{}\"; filename*=UTF-8''{}",
         ascii_fallback(filename),

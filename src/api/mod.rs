@@ -13,6 +13,7 @@ pub mod error;
 mod health;
 pub(crate) mod mailboxes;
 mod openapi;
+mod retention;
 pub(crate) mod search;
 mod tokens;
 
@@ -170,6 +171,35 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/v1/tokens", post(tokens::create)),
         route(Method::DELETE, "/v1/tokens/{token}", delete(tokens::revoke)),
         route(Method::GET, "/v1/audit", get(tokens::audit)),
+        route(
+            Method::PUT,
+            "/v1/mailboxes/{name}/retention",
+            put(retention::set_retention),
+        ),
+        route(
+            Method::PUT,
+            "/v1/conversations/{id}/hold",
+            put(retention::hold_conversation),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/conversations/{id}/hold",
+            delete(retention::release_conversation),
+        ),
+        route(
+            Method::PUT,
+            "/v1/mailboxes/{name}/hold",
+            put(retention::hold_mailbox),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/mailboxes/{name}/hold",
+            delete(retention::release_mailbox),
+        ),
+        route(Method::GET, "/v1/holds", get(retention::holds)),
+        route(Method::POST, "/v1/purge", post(retention::purge)),
+        route(Method::POST, "/v1/subjects/export", post(retention::export)),
+        route(Method::POST, "/v1/subjects/erase", post(retention::erase)),
     ]
 }
 

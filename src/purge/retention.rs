@@ -343,10 +343,12 @@ pub async fn schedule(
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            result = run(&store, &master, Some(&index), &options) => {
-                if let Err(err) = result {
-                    warn!(error = %err, "purge run failed; retrying at the next interval");
+            result = run(&store, &master, Some(&index), &options) => match result {
+                Ok(report) => {
+                    let total = report.total();
+                    crate::metrics::record_purge(total.conversations, total.messages);
                 }
+                Err(err) => warn!(error = %err, "purge run failed; retrying at the next interval"),
             }
         }
         tokio::select! {

@@ -116,7 +116,8 @@ pub struct Manifest {
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportReport {
-    pub file: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
     pub conversations: usize,
     pub messages: usize,
     pub attachments: usize,
@@ -159,6 +160,25 @@ pub async fn export(
     out: &Path,
     actor: &str,
 ) -> Result<ExportReport, StoreError> {
+    let (archive, mut report) = export_archive(store, master, address, actor).await?;
+    let target = out.to_path_buf();
+    tokio::task::spawn_blocking(move || write_file(&target, &archive))
+        .await
+        .map_err(|err| StoreError::Corrupt {
+            what: "export task".to_string(),
+            message: err.to_string(),
+        })??;
+    report.file = Some(out.to_path_buf());
+    Ok(report)
+}
+
+/// The tar archive (in memory) of everything that involves `address`. Audited.
+pub async fn export_archive(
+    store: &Store,
+    master: &MasterKey,
+    address: &str,
+    actor: &str,
+) -> Result<(Vec<u8>, ExportReport), StoreError> {
     let hash = address_hash(master, address);
     let messages = involved(store, &hash).await?;
     let mut by_conversation: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
@@ -189,7 +209,7 @@ pub async fn export(
         conversations: Vec::new(),
     };
     let mut report = ExportReport {
-        file: out.to_path_buf(),
+        file: None,
         conversations: 0,
         messages: 0,
         attachments: 0,
@@ -264,8 +284,7 @@ pub async fn export(
             message: err.to_string(),
         })?;
     files.insert(0, ("manifest.json".to_string(), manifest_json));
-    let target = out.to_path_buf();
-    tokio::task::spawn_blocking(move || write_archive(&target, &files))
+    let archive = tokio::task::spawn_blocking(move || tar_bytes(&files))
         .await
         .map_err(|err| StoreError::Corrupt {
             what: "export task".to_string(),
@@ -284,10 +303,31 @@ pub async fn export(
         }),
     )
     .await?;
-    Ok(report)
+    Ok((archive, report))
 }
 
-fn write_archive(out: &Path, files: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+fn tar_bytes(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, StoreError> {
+    let error = |err: std::io::Error| StoreError::Corrupt {
+        what: "export archive".to_string(),
+        message: err.to_string(),
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    let now = u64::try_from(crate::clock::now().timestamp()).unwrap_or(0);
+    for (path, data) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(now);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, path, data.as_slice())
+            .map_err(error)?;
+    }
+    builder.into_inner().map_err(error)
+}
+
+/// Writes `bytes` to `out` with mode 0600, through a temporary file and a rename.
+pub fn write_file(out: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     let blob_error = |err: std::io::Error| StoreError::Blob {
         path: out.to_path_buf(),
@@ -298,30 +338,14 @@ fn write_archive(out: &Path, files: &[(String, Vec<u8>)]) -> Result<(), StoreErr
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| "export".to_string());
     let temporary = out.with_file_name(format!(".{file_name}.partial"));
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&temporary)
         .map_err(blob_error)?;
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
-    let now = u64::try_from(crate::clock::now().timestamp()).unwrap_or(0);
-    for (path, data) in files {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o600);
-        header.set_mtime(now);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, path, data.as_slice())
-            .map_err(blob_error)?;
-    }
-    let mut writer = builder.into_inner().map_err(blob_error)?;
-    writer.flush().map_err(blob_error)?;
-    let file = writer
-        .into_inner()
-        .map_err(|err| blob_error(err.into_error()))?;
+    file.write_all(bytes).map_err(blob_error)?;
     file.sync_all().map_err(blob_error)?;
     std::fs::rename(&temporary, out).map_err(blob_error)?;
     Ok(())

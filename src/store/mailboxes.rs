@@ -160,7 +160,7 @@ pub fn status_json(row: &mailbox::Model) -> serde_json::Value {
         "name": row.name, "kind": row.kind, "origin": row.origin, "enabled": row.enabled,
         "status": row.status, "last_sync_at": row.last_sync_at, "last_error": row.last_error,
         "last_error_at": row.last_error_at, "messages_stored": row.messages_stored,
-        "retention_days": row.retention_days,
+        "retention_days": row.retention_days, "legal_hold": row.legal_hold,
     })
 }
 
