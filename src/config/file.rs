@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub ingest: IngestFile,
     #[serde(default)]
     pub outbox: OutboxFile,
+    #[serde(default)]
+    pub search: SearchFile,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxFile>,
 }
@@ -74,6 +76,14 @@ pub struct OutboxFile {
     /// Seconds to wait for the relay's DSN about a send a crash interrupted before deciding it never
     /// arrived and sending again (only to relays that issue DSNs).
     pub interrupted_grace_secs: Option<u64>,
+}
+
+/// `[search]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFile {
+    /// Megabytes of decrypted index data kept in memory to make searches fast.
+    pub cache_mb: Option<u64>,
 }
 
 /// One `[[mailbox]]` table.

@@ -8,7 +8,8 @@ use super::file::{ConfigFile, MailboxFile};
 use super::secrets::read_secret_env;
 use super::{
     AfterFetch, Config, ConfigError, ImapMailbox, IngestConfig, KeySource, LogFormat,
-    MailboxConfig, MailboxSource, OutboxConfig, Outgoing, PasswordSource, SmtpConfig, TlsSetting,
+    MailboxConfig, MailboxSource, OutboxConfig, Outgoing, PasswordSource, SearchConfig, SmtpConfig,
+    TlsSetting,
 };
 
 /// Default API address: loopback only.
@@ -81,6 +82,7 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         max_attempts: file.outbox.max_attempts.unwrap_or(8).max(1),
         interrupted_grace: Duration::from_secs(file.outbox.interrupted_grace_secs.unwrap_or(900)),
     };
+    let search = validate_search(&file.search, &mut problems);
 
     let mut names = HashSet::new();
     let mut mailboxes = Vec::new();
@@ -111,8 +113,29 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         api_listen,
         ingest,
         outbox,
+        search,
         mailboxes,
     })
+}
+
+/// Largest accepted `search.cache_mb`: 1 TiB, far above any sensible value, so the byte count
+/// cannot overflow.
+const MAX_SEARCH_CACHE_MB: u64 = 1024 * 1024;
+
+fn validate_search(file: &super::file::SearchFile, problems: &mut Vec<String>) -> SearchConfig {
+    let defaults = SearchConfig::default();
+    match file.cache_mb {
+        None => defaults,
+        Some(megabytes) if megabytes > MAX_SEARCH_CACHE_MB => {
+            problems.push(format!(
+                "key `search.cache_mb`: {megabytes} is more than {MAX_SEARCH_CACHE_MB}; give the size in megabytes"
+            ));
+            defaults
+        }
+        Some(megabytes) => SearchConfig {
+            cache_bytes: usize::try_from(megabytes * 1024 * 1024).unwrap_or(usize::MAX),
+        },
+    }
 }
 
 fn validate_ingest(file: &super::file::IngestFile, problems: &mut Vec<String>) -> IngestConfig {
@@ -445,6 +468,19 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn search_cache_size_is_read_in_megabytes_and_bounded() {
+        let default = Config::from_toml("", None).expect("empty config is valid");
+        assert_eq!(
+            default.search.cache_bytes,
+            crate::search::directory::DEFAULT_CACHE_BYTES
+        );
+        let config = Config::from_toml("[search]\ncache_mb = 64\n", None).expect("valid");
+        assert_eq!(config.search.cache_bytes, 64 * 1024 * 1024);
+        let message = invalid("[search]\ncache_mb = 99999999\n");
+        assert!(message.contains("search.cache_mb"), "{message}");
     }
 
     #[test]

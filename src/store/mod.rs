@@ -2,8 +2,8 @@
 //!
 //! The database is the truth; the search index is derived from it. Queries are plain async functions in
 //! the sibling modules that take `&impl ConnectionTrait`, so they work inside or outside a transaction.
-pub mod entities;
 pub mod audit;
+pub mod entities;
 pub mod folders;
 pub mod mailboxes;
 pub mod messages;
