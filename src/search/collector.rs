@@ -247,15 +247,14 @@ impl SegmentCollector for GroupingSegmentCollector {
         self.conversation_high.get_vals(docs, &mut self.high_buffer);
         self.conversation_low.get_vals(docs, &mut self.low_buffer);
         self.date.get_vals(docs, &mut self.date_buffer);
-        for position in 0..docs.len() {
-            let conversation = (u128::from(self.high_buffer[position]) << 64)
-                | u128::from(self.low_buffer[position]);
-            self.grouper.add(
-                docs[position],
-                conversation,
-                self.date_buffer[position],
-                0.0,
-            );
+        let rows = docs
+            .iter()
+            .zip(&self.high_buffer)
+            .zip(&self.low_buffer)
+            .zip(&self.date_buffer);
+        for (((&doc, &high), &low), &date) in rows {
+            let conversation = (u128::from(high) << 64) | u128::from(low);
+            self.grouper.add(doc, conversation, date, 0.0);
         }
     }
 
