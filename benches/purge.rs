@@ -111,7 +111,12 @@ async fn run(n: usize) {
     std::fs::write(&config_path, text).expect("config");
     let config = Config::load(&config_path).expect("config");
     let opened = app::open(&config).await.expect("open");
-    let (index, _) = open_index(&config.index_dir(), &opened.master).expect("index");
+    let (index, _) = open_index(
+        &config.index_dir(),
+        &opened.master,
+        config.search.cache_bytes,
+    )
+    .expect("index");
     let (handle, thread) = IndexHandle::start(index).expect("writer");
     let mut ids = std::collections::HashMap::new();
     for mailbox in &config.mailboxes {

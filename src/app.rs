@@ -145,7 +145,11 @@ pub async fn run(
         changed: Arc::new(Notify::new()),
     };
     notifier.status("opening the search index");
-    let (index, rebuilt) = open_index(&config.index_dir(), &opened.master)?;
+    let (index, rebuilt) = open_index(
+        &config.index_dir(),
+        &opened.master,
+        config.search.cache_bytes,
+    )?;
     if rebuilt {
         warn!("the search index was unreadable and is rebuilt from the store in the background");
     }

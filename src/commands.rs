@@ -217,7 +217,11 @@ async fn sync_once(
     // Committed batches are indexed as the daemon indexes them; what the index misses (or all of it,
     // with --no-index) is indexed by the daemon's catch-up at its next start.
     let indexer = if index {
-        let (search_index, _) = open_index(&config.index_dir(), &opened.master)?;
+        let (search_index, _) = open_index(
+            &config.index_dir(),
+            &opened.master,
+            config.search.cache_bytes,
+        )?;
         let (handle, thread) = IndexHandle::start(search_index)?;
         ingestor = ingestor.with_index(handle.clone());
         Some((handle, thread))
@@ -349,8 +353,11 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
                 // Deleting mail goes through the purge path (rows, blobs, index entries, data keys),
                 // with the data directory to ourselves (a running daemon does it through its API).
                 let opened = app::open(config).await?;
-                let (index, _) =
-                    crate::search::indexer::open_index(&config.index_dir(), &opened.master)?;
+                let (index, _) = crate::search::indexer::open_index(
+                    &config.index_dir(),
+                    &opened.master,
+                    config.search.cache_bytes,
+                )?;
                 let (handle, thread) = crate::search::indexer::IndexHandle::start(index)?;
                 let erased =
                     crate::purge::erase::remove_mailbox(&opened.store, Some(&handle), &name, "cli")

@@ -26,7 +26,11 @@ async fn open_with_index(
     config: &Config,
 ) -> anyhow::Result<(Opened, IndexHandle, std::thread::JoinHandle<()>)> {
     let opened = app::open(config).await?;
-    let (index, _) = open_index(&config.index_dir(), &opened.master)?;
+    let (index, _) = open_index(
+        &config.index_dir(),
+        &opened.master,
+        config.search.cache_bytes,
+    )?;
     let (handle, thread) = IndexHandle::start(index)?;
     Ok((opened, handle, thread))
 }

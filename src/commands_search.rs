@@ -26,7 +26,7 @@ pub async fn search(
         return Ok(ExitCode::from(2));
     }
     let (store, master) = open_shared(config).await?;
-    let (index, rebuilt) = open_index(&config.index_dir(), &master)?;
+    let (index, rebuilt) = open_index(&config.index_dir(), &master, config.search.cache_bytes)?;
     if rebuilt {
         bail!(
             "the search index was missing or unreadable; start the daemon or run `inboxd reindex`"
@@ -85,7 +85,7 @@ pub async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    let (index, _) = open_index(&dir, &opened.master)?;
+    let (index, _) = open_index(&dir, &opened.master, config.search.cache_bytes)?;
     let (handle, thread) = IndexHandle::start(index)?;
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();

@@ -92,7 +92,12 @@ impl Fixture {
             messages.len(),
             "every message stored"
         );
-        let (index, _) = open_index(&config.index_dir(), &opened.master).expect("index");
+        let (index, _) = open_index(
+            &config.index_dir(),
+            &opened.master,
+            config.search.cache_bytes,
+        )
+        .expect("index");
         let (handle, thread) = IndexHandle::start(index).expect("writer");
         catch_up(&opened.store, &opened.master, &handle, None, |_, _| {})
             .await

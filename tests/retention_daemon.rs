@@ -277,7 +277,8 @@ async fn purge_killed_at_random_points_finishes_and_loses_nothing_else() {
         .expect("key")
         .key;
     let (index, _) =
-        inboxd::search::indexer::open_index(&dir.path().join("data/index"), &key).expect("index");
+        inboxd::search::indexer::open_index(&dir.path().join("data/index"), &key, 64 << 20)
+            .expect("index");
     assert_eq!(
         index.indexed_message_ids().expect("indexed"),
         stored,

@@ -25,6 +25,8 @@ pub struct ConfigFile {
     pub outbox: OutboxFile,
     #[serde(default)]
     pub retention: RetentionFile,
+    #[serde(default)]
+    pub search: SearchFile,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxFile>,
 }
@@ -86,6 +88,14 @@ pub struct RetentionFile {
     pub purge_interval_secs: Option<u64>,
     /// Conversations deleted per write transaction.
     pub batch_size: Option<u32>,
+}
+
+/// `[search]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFile {
+    /// Megabytes of decrypted index data kept in memory to make searches fast.
+    pub cache_mb: Option<u64>,
 }
 
 /// One `[[mailbox]]` table.

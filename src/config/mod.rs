@@ -190,6 +190,21 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Search index settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchConfig {
+    /// Bound of the search index's cache of decrypted data, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            cache_bytes: crate::search::directory::DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Clone)]
 pub struct Config {
@@ -204,6 +219,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub outbox: OutboxConfig,
     pub retention: RetentionConfig,
+    pub search: SearchConfig,
     pub mailboxes: Vec<MailboxConfig>,
 }
 

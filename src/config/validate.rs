@@ -9,7 +9,7 @@ use super::secrets::read_secret_env;
 use super::{
     AfterFetch, Config, ConfigError, ImapMailbox, IngestConfig, KeySource, LogFormat,
     MailboxConfig, MailboxSource, OutboxConfig, Outgoing, PasswordSource, RetentionConfig,
-    SmtpConfig, TlsSetting,
+    SearchConfig, SmtpConfig, TlsSetting,
 };
 
 /// Default API address: loopback only.
@@ -89,6 +89,7 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         batch_size: usize::try_from(file.retention.batch_size.unwrap_or(500).clamp(1, 10_000))
             .unwrap_or(500),
     };
+    let search = validate_search(&file.search, &mut problems);
 
     let mut names = HashSet::new();
     let mut mailboxes = Vec::new();
@@ -120,8 +121,29 @@ pub(super) fn validate(file: ConfigFile, path: Option<&Path>) -> Result<Config, 
         ingest,
         outbox,
         retention,
+        search,
         mailboxes,
     })
+}
+
+/// Largest accepted `search.cache_mb`: 1 TiB, far above any sensible value, so the byte count
+/// cannot overflow.
+const MAX_SEARCH_CACHE_MB: u64 = 1024 * 1024;
+
+fn validate_search(file: &super::file::SearchFile, problems: &mut Vec<String>) -> SearchConfig {
+    let defaults = SearchConfig::default();
+    match file.cache_mb {
+        None => defaults,
+        Some(megabytes) if megabytes > MAX_SEARCH_CACHE_MB => {
+            problems.push(format!(
+                "key `search.cache_mb`: {megabytes} is more than {MAX_SEARCH_CACHE_MB}; give the size in megabytes"
+            ));
+            defaults
+        }
+        Some(megabytes) => SearchConfig {
+            cache_bytes: usize::try_from(megabytes * 1024 * 1024).unwrap_or(usize::MAX),
+        },
+    }
 }
 
 fn validate_ingest(file: &super::file::IngestFile, problems: &mut Vec<String>) -> IngestConfig {
@@ -454,6 +476,19 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn search_cache_size_is_read_in_megabytes_and_bounded() {
+        let default = Config::from_toml("", None).expect("empty config is valid");
+        assert_eq!(
+            default.search.cache_bytes,
+            crate::search::directory::DEFAULT_CACHE_BYTES
+        );
+        let config = Config::from_toml("[search]\ncache_mb = 64\n", None).expect("valid");
+        assert_eq!(config.search.cache_bytes, 64 * 1024 * 1024);
+        let message = invalid("[search]\ncache_mb = 99999999\n");
+        assert!(message.contains("search.cache_mb"), "{message}");
     }
 
     #[test]

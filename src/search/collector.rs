@@ -1,8 +1,10 @@
-//! Collects every matching message with its conversation and date (fast-field columns), then
-//! groups them by conversation, orders the conversations and cuts the requested page.
+//! Groups every matching message by conversation while collecting (fast-field columns give each
+//! message's conversation and date), merges the groups of all segments, orders the conversations
+//! and cuts the requested page.
 //!
-//! Collecting every match (not a top-k) gives an exact total of matching conversations and
-//! lets one pass serve any page; it costs a few tens of bytes per matching message.
+//! Grouping every match (not a top-k) gives an exact total of matching conversations and lets one
+//! pass serve any page. Per matching message it keeps 8 bytes (its document and the index of its
+//! conversation's group), so the message ids of the returned page need no second search.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -16,38 +18,15 @@ use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 use super::Order;
 use super::schema::{CONVERSATION_HIGH, CONVERSATION_LOW, DATE};
 
-/// One matching message. 32 bytes: large result sets hold one per matching message.
+/// A matching message located in the searcher, with what ordering needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct MessageHit {
-    /// Conversation id halves (`Uuid::as_u64_pair`).
-    pub(super) conversation_high: u64,
-    pub(super) conversation_low: u64,
+pub(super) struct LocatedHit {
+    pub(super) segment: SegmentOrdinal,
+    pub(super) doc: DocId,
     /// Unix seconds.
     pub(super) date: i64,
     /// BM25 score, or 0 when not scoring.
     pub(super) score: Score,
-    pub(super) doc: DocId,
-}
-
-impl MessageHit {
-    /// The conversation id as one number (`Uuid::as_u128`).
-    pub(super) fn conversation(&self) -> u128 {
-        (u128::from(self.conversation_high) << 64) | u128::from(self.conversation_low)
-    }
-}
-
-/// The hits of one segment.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct SegmentHits {
-    pub(super) segment: SegmentOrdinal,
-    pub(super) hits: Vec<MessageHit>,
-}
-
-/// A matching message located in the searcher.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct LocatedHit {
-    pub(super) segment: SegmentOrdinal,
-    pub(super) hit: MessageHit,
 }
 
 /// A conversation with matching messages.
@@ -63,6 +42,48 @@ pub(super) struct ConversationGroup {
     /// The message whose text makes the snippet: the newest match, or the best-scoring one
     /// when ordering by relevance.
     pub(super) representative: LocatedHit,
+}
+
+impl ConversationGroup {
+    fn new(conversation: u128, hit: LocatedHit) -> ConversationGroup {
+        ConversationGroup {
+            conversation,
+            newest: hit.date,
+            best_score: hit.score,
+            matched: 1,
+            representative: hit,
+        }
+    }
+
+    /// Adds one more matching message.
+    fn add(&mut self, hit: LocatedHit, order: Order) {
+        self.newest = self.newest.max(hit.date);
+        self.best_score = self.best_score.max(hit.score);
+        self.matched += 1;
+        if better_representative(&hit, &self.representative, order) {
+            self.representative = hit;
+        }
+    }
+
+    /// Adds the matches of the same conversation found in another segment.
+    fn absorb(&mut self, other: &ConversationGroup, order: Order) {
+        self.newest = self.newest.max(other.newest);
+        self.best_score = self.best_score.max(other.best_score);
+        self.matched += other.matched;
+        if better_representative(&other.representative, &self.representative, order) {
+            self.representative = other.representative;
+        }
+    }
+}
+
+/// The groups of one segment.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct SegmentGroups {
+    pub(super) segment: SegmentOrdinal,
+    /// One group per conversation with matches in this segment.
+    pub(super) groups: Vec<ConversationGroup>,
+    /// Every matching document of the segment and the index of its group in `groups`.
+    pub(super) hits: Vec<(DocId, u32)>,
 }
 
 /// Hashes a `u128` id by folding its halves: ids are random UUIDs, so no further mixing is
@@ -89,22 +110,33 @@ impl Hasher for IdHasher {
 /// A map keyed by a UUID as `u128`.
 pub(super) type IdMap<V> = HashMap<u128, V, BuildHasherDefault<IdHasher>>;
 
-/// Collects [`MessageHit`]s for every matching message.
-pub(super) struct MessageHitCollector {
+/// Groups the matching messages of every segment by conversation.
+pub(super) struct GroupingCollector {
     /// Whether BM25 scores are computed (only for relevance order).
-    pub(super) scoring: bool,
+    pub(super) order: Order,
 }
 
-/// Per-segment part of [`MessageHitCollector`].
-pub(super) struct MessageHitSegmentCollector {
+/// Per-segment part of [`GroupingCollector`].
+pub(super) struct GroupingSegmentCollector {
     conversation_high: Arc<dyn ColumnValues<u64>>,
     conversation_low: Arc<dyn ColumnValues<u64>>,
     date: Arc<dyn ColumnValues<i64>>,
-    hits: SegmentHits,
+    grouper: SegmentGrouper,
     /// Scratch buffers for block reads, reused across blocks.
     high_buffer: Vec<u64>,
     low_buffer: Vec<u64>,
     date_buffer: Vec<i64>,
+}
+
+/// Groups the hits of one segment as they arrive.
+pub(super) struct SegmentGrouper {
+    order: Order,
+    /// Conversation → index in `result.groups`.
+    index: IdMap<u32>,
+    /// The conversation of the previous hit and its group: the messages of one conversation
+    /// are often indexed together, and then consecutive hits skip the hash lookup.
+    previous: Option<(u128, u32)>,
+    result: SegmentGroups,
 }
 
 /// Direct access to a column's values; every document has exactly one value, so the column
@@ -120,26 +152,21 @@ where
     }
 }
 
-impl Collector for MessageHitCollector {
-    type Fruit = Vec<SegmentHits>;
-    type Child = MessageHitSegmentCollector;
+impl Collector for GroupingCollector {
+    type Fruit = Vec<SegmentGroups>;
+    type Child = GroupingSegmentCollector;
 
     fn for_segment(
         &self,
         segment: SegmentOrdinal,
         reader: &SegmentReader,
-    ) -> tantivy::Result<MessageHitSegmentCollector> {
+    ) -> tantivy::Result<GroupingSegmentCollector> {
         let fast_fields = reader.fast_fields();
-        Ok(MessageHitSegmentCollector {
+        Ok(GroupingSegmentCollector {
             conversation_high: dense(fast_fields.u64(CONVERSATION_HIGH)?),
             conversation_low: dense(fast_fields.u64(CONVERSATION_LOW)?),
             date: dense(fast_fields.i64(DATE)?),
-            // Capacity for every document of the segment: untouched capacity costs no memory
-            // (the pages are never faulted in), and growing by doubling copied megabytes.
-            hits: SegmentHits {
-                segment,
-                hits: Vec::with_capacity(reader.max_doc() as usize),
-            },
+            grouper: SegmentGrouper::new(segment, self.order),
             high_buffer: Vec::new(),
             low_buffer: Vec::new(),
             date_buffer: Vec::new(),
@@ -147,25 +174,70 @@ impl Collector for MessageHitCollector {
     }
 
     fn requires_scoring(&self) -> bool {
-        self.scoring
+        self.order == Order::Relevance
     }
 
-    fn merge_fruits(&self, fruits: Vec<SegmentHits>) -> tantivy::Result<Vec<SegmentHits>> {
+    fn merge_fruits(&self, fruits: Vec<SegmentGroups>) -> tantivy::Result<Vec<SegmentGroups>> {
         Ok(fruits)
     }
 }
 
-impl SegmentCollector for MessageHitSegmentCollector {
-    type Fruit = SegmentHits;
+impl SegmentGrouper {
+    pub(super) fn new(segment: SegmentOrdinal, order: Order) -> SegmentGrouper {
+        SegmentGrouper {
+            order,
+            index: IdMap::default(),
+            previous: None,
+            result: SegmentGroups {
+                segment,
+                groups: Vec::new(),
+                hits: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds one matching message.
+    pub(super) fn add(&mut self, doc: DocId, conversation: u128, date: i64, score: Score) {
+        let hit = LocatedHit {
+            segment: self.result.segment,
+            doc,
+            date,
+            score,
+        };
+        let groups = &mut self.result.groups;
+        let slot = match self.previous {
+            Some((previous, slot)) if previous == conversation => slot,
+            _ => {
+                let next = groups.len() as u32;
+                let slot = *self.index.entry(conversation).or_insert(next);
+                self.previous = Some((conversation, slot));
+                if slot == next {
+                    groups.push(ConversationGroup::new(conversation, hit));
+                    self.result.hits.push((doc, slot));
+                    return;
+                }
+                slot
+            }
+        };
+        if let Some(group) = groups.get_mut(slot as usize) {
+            group.add(hit, self.order);
+        }
+        self.result.hits.push((doc, slot));
+    }
+
+    pub(super) fn finish(self) -> SegmentGroups {
+        self.result
+    }
+}
+
+impl SegmentCollector for GroupingSegmentCollector {
+    type Fruit = SegmentGroups;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        self.hits.hits.push(MessageHit {
-            conversation_high: self.conversation_high.get_val(doc),
-            conversation_low: self.conversation_low.get_val(doc),
-            date: self.date.get_val(doc),
-            score,
-            doc,
-        });
+        let conversation = (u128::from(self.conversation_high.get_val(doc)) << 64)
+            | u128::from(self.conversation_low.get_val(doc));
+        let date = self.date.get_val(doc);
+        self.grouper.add(doc, conversation, date, score);
     }
 
     fn collect_block(&mut self, docs: &[DocId]) {
@@ -180,24 +252,19 @@ impl SegmentCollector for MessageHitSegmentCollector {
             .zip(&self.high_buffer)
             .zip(&self.low_buffer)
             .zip(&self.date_buffer);
-        self.hits
-            .hits
-            .extend(rows.map(|(((&doc, &high), &low), &date)| MessageHit {
-                conversation_high: high,
-                conversation_low: low,
-                date,
-                score: 0.0,
-                doc,
-            }));
+        for (((&doc, &high), &low), &date) in rows {
+            let conversation = (u128::from(high) << 64) | u128::from(low);
+            self.grouper.add(doc, conversation, date, 0.0);
+        }
     }
 
-    fn harvest(self) -> SegmentHits {
-        self.hits
+    fn harvest(self) -> SegmentGroups {
+        self.grouper.finish()
     }
 }
 
 /// True when `candidate` should replace `current` as a conversation's representative.
-fn better_representative(candidate: &MessageHit, current: &MessageHit, order: Order) -> bool {
+fn better_representative(candidate: &LocatedHit, current: &LocatedHit, order: Order) -> bool {
     match order {
         Order::Newest => (candidate.date, candidate.score) > (current.date, current.score),
         Order::Relevance => {
@@ -207,37 +274,31 @@ fn better_representative(candidate: &MessageHit, current: &MessageHit, order: Or
     }
 }
 
-/// Groups hits by conversation (unordered).
-pub(super) fn group(segments: &[SegmentHits], order: Order) -> Vec<ConversationGroup> {
-    let total_hits = segments.iter().map(|segment| segment.hits.len()).sum();
-    let mut groups: IdMap<ConversationGroup> =
-        IdMap::with_capacity_and_hasher(total_hits, Default::default());
-    for segment_hits in segments {
-        for hit in &segment_hits.hits {
-            let located = LocatedHit {
-                segment: segment_hits.segment,
-                hit: *hit,
-            };
-            groups
-                .entry(hit.conversation())
-                .and_modify(|group| {
-                    group.newest = group.newest.max(hit.date);
-                    group.best_score = group.best_score.max(hit.score);
-                    group.matched += 1;
-                    if better_representative(hit, &group.representative.hit, order) {
-                        group.representative = located;
-                    }
-                })
-                .or_insert(ConversationGroup {
-                    conversation: hit.conversation(),
-                    newest: hit.date,
-                    best_score: hit.score,
-                    matched: 1,
-                    representative: located,
-                });
+/// Merges the groups of every segment into one group per conversation (unordered).
+pub(super) fn merge(segments: &[SegmentGroups], order: Order) -> Vec<ConversationGroup> {
+    let mut non_empty = segments.iter().filter(|segment| !segment.groups.is_empty());
+    let (Some(first), None) = (non_empty.next(), non_empty.clone().next()) else {
+        return merge_several(segments, order);
+    };
+    // One segment with matches: its groups are already one per conversation.
+    first.groups.clone()
+}
+
+fn merge_several(segments: &[SegmentGroups], order: Order) -> Vec<ConversationGroup> {
+    let total: usize = segments.iter().map(|segment| segment.groups.len()).sum();
+    let mut index: IdMap<u32> = IdMap::with_capacity_and_hasher(total, Default::default());
+    let mut merged: Vec<ConversationGroup> = Vec::with_capacity(total);
+    for segment in segments {
+        for group in &segment.groups {
+            let next = merged.len() as u32;
+            let slot = *index.entry(group.conversation).or_insert(next);
+            match merged.get_mut(slot as usize) {
+                Some(existing) => existing.absorb(group, order),
+                None => merged.push(*group),
+            }
         }
     }
-    groups.into_values().collect()
+    merged
 }
 
 /// Result order of two conversations (`Less` comes first); total, so pages are stable.
@@ -279,21 +340,19 @@ pub(super) fn page(
 mod tests {
     use super::*;
 
-    fn hit(conversation: u64, date: i64, score: f32) -> MessageHit {
-        MessageHit {
-            conversation_high: 0,
-            conversation_low: conversation,
-            date,
-            score,
-            doc: date as u32,
+    /// (conversation, date, score); the document id is the date.
+    type Hit = (u128, i64, f32);
+
+    fn segment(ordinal: SegmentOrdinal, hits: &[Hit], order: Order) -> SegmentGroups {
+        let mut grouper = SegmentGrouper::new(ordinal, order);
+        for &(conversation, date, score) in hits {
+            grouper.add(date as DocId, conversation, date, score);
         }
+        grouper.finish()
     }
 
-    fn one_segment(hits: &[MessageHit]) -> Vec<SegmentHits> {
-        vec![SegmentHits {
-            segment: 0,
-            hits: hits.to_vec(),
-        }]
+    fn group(hits: &[Hit], order: Order) -> Vec<ConversationGroup> {
+        merge(&[segment(0, hits, order)], order)
     }
 
     fn ids(groups: &[ConversationGroup]) -> Vec<u128> {
@@ -302,31 +361,65 @@ mod tests {
 
     #[test]
     fn groups_count_messages_and_keep_newest() {
-        let hits = [
-            hit(1, 10, 0.5),
-            hit(2, 30, 0.1),
-            hit(1, 20, 0.2),
-            hit(1, 5, 0.9),
-        ];
-        let mut groups = group(&one_segment(&hits), Order::Newest);
+        let hits = [(1, 10, 0.5), (2, 30, 0.1), (1, 20, 0.2), (1, 5, 0.9)];
+        let mut groups = group(&hits, Order::Newest);
         groups.sort_by_key(|group| group.conversation);
         assert_eq!(groups.len(), 2);
         let first = groups.first().expect("conversation 1");
         assert_eq!((first.newest, first.matched), (20, 3));
         assert_eq!(first.best_score, 0.9);
-        assert_eq!(first.representative.hit.date, 20);
-        let by_relevance = group(&one_segment(&hits), Order::Relevance);
+        assert_eq!(first.representative.date, 20);
+        let by_relevance = group(&hits, Order::Relevance);
         let first = by_relevance
             .iter()
             .find(|group| group.conversation == 1)
             .expect("present");
-        assert_eq!(first.representative.hit.date, 5);
+        assert_eq!(first.representative.date, 5);
+    }
+
+    #[test]
+    fn segment_hits_point_at_their_groups() {
+        let groups = segment(
+            3,
+            &[(7, 1, 0.0), (7, 2, 0.0), (8, 3, 0.0), (7, 4, 0.0)],
+            Order::Newest,
+        );
+        assert_eq!(ids(&groups.groups), vec![7, 8]);
+        assert_eq!(groups.hits, vec![(1, 0), (2, 0), (3, 1), (4, 0)]);
+        assert_eq!(groups.groups[0].representative.segment, 3);
+    }
+
+    #[test]
+    fn segments_merge_by_conversation() {
+        for order in [Order::Newest, Order::Relevance] {
+            let segments = [
+                segment(0, &[(1, 10, 0.5), (2, 30, 0.1)], order),
+                segment(1, &[], order),
+                segment(2, &[(1, 40, 0.2), (3, 5, 0.3), (1, 2, 0.9)], order),
+            ];
+            let mut groups = merge(&segments, order);
+            groups.sort_by_key(|group| group.conversation);
+            assert_eq!(ids(&groups), vec![1, 2, 3]);
+            let first = groups.first().expect("conversation 1");
+            assert_eq!(
+                (first.newest, first.matched, first.best_score),
+                (40, 3, 0.9)
+            );
+            let expected = match order {
+                Order::Newest => (2, 40),
+                Order::Relevance => (2, 2),
+            };
+            assert_eq!(
+                (first.representative.segment, first.representative.date),
+                expected
+            );
+        }
     }
 
     #[test]
     fn pages_follow_the_order() {
-        let hits: Vec<MessageHit> = (0..10).map(|n| hit(n, 100 - n as i64, n as f32)).collect();
-        let groups = group(&one_segment(&hits), Order::Newest);
+        let hits: Vec<Hit> = (0..10).map(|n| (n, 100 - n as i64, n as f32)).collect();
+        let groups = group(&hits, Order::Newest);
         assert_eq!(
             ids(&page(groups.clone(), Order::Newest, 0, 3)),
             vec![0, 1, 2]
@@ -339,8 +432,7 @@ mod tests {
 
     #[test]
     fn equal_dates_are_ordered_by_conversation() {
-        let hits = [hit(5, 10, 0.0), hit(9, 10, 0.0), hit(7, 10, 0.0)];
-        let groups = group(&one_segment(&hits), Order::Newest);
+        let groups = group(&[(5, 10, 0.0), (9, 10, 0.0), (7, 10, 0.0)], Order::Newest);
         assert_eq!(ids(&page(groups, Order::Newest, 0, 10)), vec![9, 7, 5]);
     }
 

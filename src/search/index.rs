@@ -15,13 +15,11 @@ use tracing::debug;
 use uuid::Uuid;
 
 use super::analysis::{QueryAnalyzers, tokenizer_manager};
-use super::collector::{
-    self, ConversationGroup, IdMap, LocatedHit, MessageHitCollector, SegmentHits,
-};
+use super::collector::{self, ConversationGroup, GroupingCollector, IdMap, SegmentGroups};
 use super::compile::{compile, mailbox_filter};
-use super::schema::{Fields, MESSAGE_HIGH, MESSAGE_LOW, build_schema, document};
+use super::schema::{DATE, Fields, MESSAGE_HIGH, MESSAGE_LOW, build_schema, document};
 use super::snippet::SnippetMaker;
-use super::{ConversationHit, Order, SearchDoc, SearchError, SearchOptions, SearchResults, query};
+use super::{ConversationHit, SearchDoc, SearchError, SearchOptions, SearchResults, query};
 
 /// The search index: cheap to clone (shared inside), safe to search from many threads.
 #[derive(Clone)]
@@ -144,14 +142,14 @@ impl SearchIndex {
             ])),
         };
         let searcher = inner.reader.searcher();
-        let collector = MessageHitCollector {
-            scoring: options.order == Order::Relevance,
+        let collector = GroupingCollector {
+            order: options.order,
         };
-        let hits = searcher.search(&*query, &collector)?;
-        let groups = collector::group(&hits, options.order);
+        let segments = searcher.search(&*query, &collector)?;
+        let groups = collector::merge(&segments, options.order);
         let total_conversations = groups.len();
         let page = collector::page(groups, options.order, options.offset, options.limit);
-        let message_ids = message_ids(&searcher, &hits, &page)?;
+        let message_ids = message_ids(&searcher, &segments, &page)?;
         let snippets = SnippetMaker::new(&searcher, &inner.fields, &compiled.highlight)?;
         let mut conversation_hits = Vec::with_capacity(page.len());
         for (group, message_ids) in page.iter().zip(message_ids) {
@@ -181,10 +179,10 @@ impl SearchIndex {
         &self,
         searcher: &Searcher,
         snippets: &SnippetMaker,
-        located: &LocatedHit,
+        located: &collector::LocatedHit,
     ) -> Result<String, SearchError> {
         let fields = &self.inner.fields;
-        let address = DocAddress::new(located.segment, located.hit.doc);
+        let address = DocAddress::new(located.segment, located.doc);
         let stored: TantivyDocument = searcher.doc(address)?;
         let text_of = |field| {
             stored
@@ -207,7 +205,7 @@ fn read_uuid(high: &Column<u64>, low: &Column<u64>, doc: tantivy::DocId) -> Uuid
 /// Ids of the matching messages of each conversation of `page`, newest first.
 fn message_ids(
     searcher: &Searcher,
-    segments: &[SegmentHits],
+    segments: &[SegmentGroups],
     page: &[ConversationGroup],
 ) -> Result<Vec<Vec<Uuid>>, SearchError> {
     let position: IdMap<usize> = page
@@ -215,30 +213,38 @@ fn message_ids(
         .enumerate()
         .map(|(index, group)| (group.conversation, index))
         .collect();
-    let mut per_conversation: Vec<Vec<LocatedHit>> = vec![Vec::new(); page.len()];
-    for segment_hits in segments {
-        for hit in &segment_hits.hits {
-            if let Some(list) = position
-                .get(&hit.conversation())
-                .and_then(|&index| per_conversation.get_mut(index))
+    // (date, segment, doc) of each matching message of each page conversation.
+    let mut per_conversation: Vec<Vec<(i64, u32, tantivy::DocId)>> = vec![Vec::new(); page.len()];
+    let segment_readers = searcher.segment_readers();
+    for segment in segments {
+        // Page position of each of the segment's groups, if on the page.
+        let on_page: Vec<Option<usize>> = segment
+            .groups
+            .iter()
+            .map(|group| position.get(&group.conversation).copied())
+            .collect();
+        if on_page.iter().all(Option::is_none) {
+            continue;
+        }
+        let Some(reader) = segment_readers.get(segment.segment as usize) else {
+            continue;
+        };
+        let date = reader.fast_fields().i64(DATE)?;
+        for &(doc, group) in &segment.hits {
+            if let Some(Some(index)) = on_page.get(group as usize)
+                && let Some(list) = per_conversation.get_mut(*index)
             {
-                list.push(LocatedHit {
-                    segment: segment_hits.segment,
-                    hit: *hit,
-                });
+                list.push((date.first(doc).unwrap_or_default(), segment.segment, doc));
             }
         }
     }
-    let segment_readers = searcher.segment_readers();
     let mut columns: Vec<Option<(Column<u64>, Column<u64>)>> = vec![None; segment_readers.len()];
     let mut result = Vec::with_capacity(page.len());
     for mut list in per_conversation {
-        list.sort_by_key(|located| {
-            std::cmp::Reverse((located.hit.date, located.segment, located.hit.doc))
-        });
+        list.sort_by_key(|&located| std::cmp::Reverse(located));
         let mut ids = Vec::with_capacity(list.len());
-        for located in list {
-            let segment_index = located.segment as usize;
+        for (_, segment_ordinal, doc) in list {
+            let segment_index = segment_ordinal as usize;
             let (Some(slot), Some(segment)) = (
                 columns.get_mut(segment_index),
                 segment_readers.get(segment_index),
@@ -253,7 +259,7 @@ fn message_ids(
                 ));
             }
             if let Some((high, low)) = slot {
-                ids.push(read_uuid(high, low, located.hit.doc));
+                ids.push(read_uuid(high, low, doc));
             }
         }
         result.push(ids);

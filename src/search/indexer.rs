@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::directory::{DEFAULT_CACHE_BYTES, EncryptedDirectory};
+use super::directory::EncryptedDirectory;
 use super::{SearchDoc, SearchError, SearchIndex};
 use crate::crypto::MasterKey;
 use crate::store::entities::{conversation, mailbox, message};
@@ -85,10 +85,14 @@ pub fn index_key(master: &MasterKey) -> [u8; 32] {
 }
 
 /// Opens (or creates) the encrypted index; an unreadable one is moved aside and recreated empty.
-pub fn open_index(dir: &Path, master: &MasterKey) -> Result<(SearchIndex, bool), SearchError> {
+pub fn open_index(
+    dir: &Path,
+    master: &MasterKey,
+    cache_bytes: usize,
+) -> Result<(SearchIndex, bool), SearchError> {
     std::fs::create_dir_all(dir).map_err(|err| SearchError::Index(err.to_string()))?;
     let open = || -> Result<SearchIndex, SearchError> {
-        let directory = EncryptedDirectory::open(dir, index_key(master), DEFAULT_CACHE_BYTES)
+        let directory = EncryptedDirectory::open(dir, index_key(master), cache_bytes)
             .map_err(|err| SearchError::Index(err.to_string()))?;
         SearchIndex::open_or_create(Box::new(directory))
     };

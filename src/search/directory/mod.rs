@@ -1,6 +1,7 @@
 //! An encrypted tantivy [`Directory`](tantivy::Directory): every index file (segments, meta.json,
 //! .managed.json) is stored as AES-256-GCM sealed 16 KiB blocks, so the search index holds no
-//! plaintext at rest.
+//! plaintext at rest. Plaintext lives only in memory, in a bounded cache of decrypted blocks and
+//! of whole hot files (see `file.rs`).
 //!
 //! Format and keys (details in `format.rs`): each file has a 32-byte header (magic, version, block
 //! size, random file id); its key is HKDF-SHA256 of the index key (which the caller derives from the
@@ -40,9 +41,11 @@ use std::path::{Path, PathBuf};
 pub use self::encrypted::EncryptedDirectory;
 pub use self::scan::scan_plaintext;
 
-/// Default size of the decrypted-block cache: 16 MB kept query latency within 1.03× of
-/// MmapDirectory on a 66 MB index (notes/encrypted-index.md).
-pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Default bound of the decrypted-data cache (`[search] cache_mb`): 512 MiB. The hot files of an
+/// index (fast-field columns, fieldnorms, postings and positions) take about 370 MB at 1,000,000
+/// messages (`benches/search.rs`); with all of them cached whole, searches run at MmapDirectory
+/// speed. Memory is only taken as files are read, so small indexes use little.
+pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
 
 /// Errors of the encrypted index directory. Inside tantivy they travel as [`io::Error`]s (see the
 /// `From` impl) and missing files as tantivy's own `FileDoesNotExist` errors.
@@ -166,7 +169,7 @@ impl From<DirectoryError> for io::Error {
 /// Counters of the decrypted-block cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Block lookups served from the cache.
+    /// Lookups (of a block or a whole file) served from the cache.
     pub hits: u64,
     /// Block lookups that had to decrypt.
     pub misses: u64,
