@@ -33,7 +33,7 @@ fn write_config(dir: &Path, maildir: &Path, batch: u32) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "data_dir = \"{}\"\n[ingest]\npoll_interval_secs = 1\n[retention]\npurge_interval_secs = 3600\nbatch_size = {batch}\n[[mailbox]]\nname = \"help\"\nkind = \"maildir\"\npath = \"{}\"\n",
+            "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[ingest]\npoll_interval_secs = 1\n[retention]\npurge_interval_secs = 3600\nbatch_size = {batch}\n[[mailbox]]\nname = \"help\"\nkind = \"maildir\"\npath = \"{}\"\n",
             dir.join("data").display(),
             maildir.display()
         ),
@@ -415,19 +415,25 @@ async fn retention_hold_purge_and_subject_commands() {
     assert_eq!(purged["mailboxes"][0]["conversations"], 1, "{purged}");
     assert_eq!(conversations(dir.path()).await, 0);
 
-    // While the daemon runs, the offline commands refuse with a clear message.
+    // While the daemon runs, purge goes through its API, and offline-only commands refuse clearly.
     let mut daemon = serve(&config);
     assert!(
         common::wait_until(Duration::from_secs(30), || async {
-            std::fs::read_to_string(dir.path().join("data/inboxd.lock"))
-                .is_ok_and(|pid| !pid.trim().is_empty())
+            dir.path().join("data/api/address").exists()
         })
         .await
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let busy = common::inboxd(&config, &["purge"]).output().expect("run");
+    let through = common::inboxd(&config, &["purge", "--json"])
+        .output()
+        .expect("run");
+    let busy = common::inboxd(&config, &["reindex"]).output().expect("run");
     common::signal(&daemon, "TERM");
     let _ = common::wait_exit(&mut daemon, Duration::from_secs(30));
+    assert!(
+        through.status.success(),
+        "{}",
+        String::from_utf8_lossy(&through.stderr)
+    );
     assert!(!busy.status.success());
     let message = String::from_utf8_lossy(&busy.stderr).to_lowercase();
     assert!(
