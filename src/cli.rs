@@ -26,7 +26,10 @@ pub enum Command {
     /// Run the daemon until SIGTERM or SIGINT (SIGHUP reloads the config file).
     Serve,
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        #[arg(long)]
+        json: bool,
+    },
     /// Pull every connected mailbox once and exit (the daemon must not be running).
     Sync {
         /// Required: one pass, then exit.
@@ -61,6 +64,8 @@ pub enum Command {
         /// File holding the new key (32 raw bytes or 64 hex characters, mode 0600).
         #[arg(long)]
         new_key_file: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// List conversations (newest activity first).
     Conversations {
@@ -142,7 +147,10 @@ pub enum Command {
         json: bool,
     },
     /// Rebuild the search index from the store (the daemon must be stopped).
-    Reindex,
+    Reindex {
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete every conversation past its mailbox's retention window (the daemon also does this on its
     /// schedule). Conversations on legal hold are kept.
     Purge {
@@ -194,6 +202,8 @@ pub enum KeyAction {
         /// Where to write it.
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -42,9 +42,13 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::State { .. } | Command::Assign { .. } | Command::Note { .. } => {
             unreachable!("answered above: they need the daemon")
         }
-        Command::Migrate => {
+        Command::Migrate { json } => {
             let opened = app::open(&config).await?;
-            println!("database is up to date");
+            if json {
+                crate::commands_output::json(&serde_json::json!({ "schema": "up to date" }));
+            } else {
+                println!("database is up to date");
+            }
             opened.store.close().await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -69,7 +73,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             relevance,
             json,
         } => crate::commands_search::search(&config, &query, limit, offset, relevance, json).await,
-        Command::Reindex => crate::commands_search::reindex(&config).await,
+        Command::Reindex { json } => crate::commands_search::reindex(&config, json).await,
         Command::Conversations {
             mailbox,
             state,
@@ -108,12 +112,18 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Hold { action } => crate::commands_purge::hold(&config, action).await,
         Command::Subject { action } => crate::commands_purge::subject(&config, action).await,
         Command::Audit { limit, json } => crate::commands_purge::audit(&config, limit, json).await,
-        Command::RotateKey { new_key_file } => rotate_key(&config, &new_key_file).await,
+        Command::RotateKey { new_key_file, json } => rotate_key(&config, &new_key_file, json).await,
         Command::Key {
-            action: KeyAction::Generate { out },
+            action: KeyAction::Generate { out, json },
         } => {
             crypto::create_key_file(&out)?;
-            println!("wrote a new master key to {} (mode 0600)", out.display());
+            if json {
+                crate::commands_output::json(
+                    &serde_json::json!({ "key_file": out, "mode": "0600" }),
+                );
+            } else {
+                println!("wrote a new master key to {} (mode 0600)", out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -502,7 +512,7 @@ async fn print_status(store: &Store, only: Option<&str>, json: bool) -> anyhow::
 /// Re-wraps every data key (and admin mailbox settings) under a new master key, in batches; rows already
 /// under the new key are skipped, so an interrupted run is finished by running it again. The check value
 /// switches to the new key last.
-async fn rotate_key(config: &Config, new_key_file: &Path) -> anyhow::Result<ExitCode> {
+async fn rotate_key(config: &Config, new_key_file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let new_key = crypto::load_key_file(new_key_file)?.key;
     let old_key = app::load_master_key(&config.key)?;
     app::prepare_data_dir(&config.data_dir)?;
@@ -515,10 +525,16 @@ async fn rotate_key(config: &Config, new_key_file: &Path) -> anyhow::Result<Exit
     {
         {
             if new_key.verify_check_value(check).is_ok() {
-                println!(
-                    "rotation already complete; point key_file at {}",
-                    new_key_file.display()
-                );
+                if json {
+                    crate::commands_output::json(
+                        &serde_json::json!({ "already_complete": true, "key_file": new_key_file }),
+                    );
+                } else {
+                    println!(
+                        "rotation already complete; point key_file at {}",
+                        new_key_file.display()
+                    );
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             bail!("the configured master key does not match this database; cannot rotate");
@@ -569,11 +585,19 @@ async fn rotate_key(config: &Config, new_key_file: &Path) -> anyhow::Result<Exit
         mailboxes::save_admin(&store.db, &new_key, &settings, password.as_ref()).await?;
         resealed += 1;
     }
+    let holds = crate::purge::hold::reseal_mailbox_reasons(&store.db, &old_key, &new_key).await?;
     settings::set(&store.db, settings::KEY_CHECK, &new_key.check_value()).await?;
     store.close().await?;
-    println!(
-        "re-wrapped {rewrapped} data keys and {resealed} mailbox settings under key {new_id}; now point key_file at {}",
-        new_key_file.display()
-    );
+    if json {
+        crate::commands_output::json(&serde_json::json!({
+            "rewrapped_data_keys": rewrapped, "resealed_mailboxes": resealed,
+            "resealed_hold_reasons": holds, "key_id": new_id, "key_file": new_key_file,
+        }));
+    } else {
+        println!(
+            "re-wrapped {rewrapped} data keys, {resealed} mailbox settings and {holds} hold reasons under key {new_id}; now point key_file at {}",
+            new_key_file.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

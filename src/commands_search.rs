@@ -79,7 +79,7 @@ pub async fn search(
 use sea_orm::EntityTrait;
 
 /// Rebuilds the index from the store, with progress on a terminal.
-pub async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
+pub async fn reindex(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let opened = app::open(config).await?;
     let dir = config.index_dir();
     if dir.exists() {
@@ -109,10 +109,16 @@ pub async fn reindex(config: &Config) -> anyhow::Result<ExitCode> {
     handle.flush().await?;
     drop(handle);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    println!(
-        "indexed {count} messages in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    if json {
+        crate::commands_output::json(&serde_json::json!({
+            "indexed": count, "seconds": started.elapsed().as_secs_f64(),
+        }));
+    } else {
+        println!(
+            "indexed {count} messages in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     opened.store.close().await?;
     Ok(ExitCode::SUCCESS)
 }

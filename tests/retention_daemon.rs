@@ -464,3 +464,57 @@ async fn retention_hold_purge_and_subject_commands() {
         "no addresses or reasons in the audit log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_reasons_survive_key_rotation_and_offline_commands_speak_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = new_maildir(dir.path());
+    drop_in(
+        &maildir,
+        "1.a.host",
+        &common::message("a@x", "Refund", "dora@example.org", "dorabody"),
+    );
+    let config = write_config(dir.path(), &maildir, 100);
+    run_ok(&config, &["sync", "--once"]);
+    assert_eq!(
+        json(&config, &["migrate", "--json"])["schema"],
+        "up to date"
+    );
+    assert_eq!(json(&config, &["reindex", "--json"])["indexed"], 1);
+    run_ok(
+        &config,
+        &["hold", "set", "--mailbox", "help", "--reason", "case 42"],
+    );
+    let new_key = dir.path().join("new.key");
+    let generated = json(
+        &config,
+        &[
+            "key",
+            "generate",
+            "--out",
+            new_key.to_str().expect("utf8"),
+            "--json",
+        ],
+    );
+    assert_eq!(generated["mode"], "0600");
+    let rotated = json(
+        &config,
+        &[
+            "rotate-key",
+            "--new-key-file",
+            new_key.to_str().expect("utf8"),
+            "--json",
+        ],
+    );
+    assert_eq!(rotated["resealed_hold_reasons"], 1, "{rotated}");
+    assert_eq!(rotated["rewrapped_data_keys"], 1, "{rotated}");
+    // The config now points at the new key: the reason still opens.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!("key_file = \"{}\"\n{text}", new_key.display()),
+    )
+    .expect("config");
+    let holds = json(&config, &["hold", "list", "--json"]);
+    assert_eq!(holds[0]["reason"], "case 42", "{holds}");
+}

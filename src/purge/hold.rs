@@ -145,3 +145,33 @@ pub async fn set_retention(
     transaction.commit().await?;
     Ok(previous)
 }
+
+/// Re-seals the hold reasons of mailboxes under a new master key (key rotation). Reasons already under
+/// the new key are left as they are, so an interrupted rotation can be run again. Returns how many were
+/// re-sealed.
+pub async fn reseal_mailbox_reasons(
+    db: &impl sea_orm::ConnectionTrait,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<usize, StoreError> {
+    let mut resealed = 0;
+    for row in mailbox::Entity::find()
+        .filter(mailbox::Column::LegalHoldReasonSealed.is_not_null())
+        .all(db)
+        .await?
+    {
+        let Some(sealed) = row.legal_hold_reason_sealed.clone() else {
+            continue;
+        };
+        let aad = mailbox_hold_aad(&row.id);
+        let Ok(reason) = old.open_secret(&sealed, &aad) else {
+            new.open_secret(&sealed, &aad)?;
+            continue;
+        };
+        let mut active: mailbox::ActiveModel = row.into();
+        active.legal_hold_reason_sealed = Set(Some(new.seal_secret(&reason, &aad)));
+        active.update(db).await?;
+        resealed += 1;
+    }
+    Ok(resealed)
+}
