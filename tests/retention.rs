@@ -21,9 +21,11 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const OLD: &str = "Qx4oldcanary";
-const HELD: &str = "Qx4heldcanary";
-const FRESH: &str = "Qx4freshcanary";
+const OLD: &str = "Kq7Zx2Vw9Jp4";
+const HELD: &str = "Rb3Tm8Yc5Ln1";
+const FRESH: &str = "Wd6Hs1Gf4Pe8";
+// Canaries share no 4-byte sequence with each other or the rest of the mail: the index's document
+// store is LZ4-compressed, and a shared run would be stored as a back-reference instead of bytes.
 
 fn new_maildir(dir: &Path) -> PathBuf {
     let maildir = dir.join("Maildir");
