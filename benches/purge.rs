@@ -93,10 +93,12 @@ fn main() {
 
 async fn run(n: usize) {
     let root = tempfile::tempdir().expect("tempdir");
-    let live_count = n.max(20_000) / 2;
-    println!("generating {n} expired and 2 x {live_count} live messages…");
+    // The baseline needs a few seconds of ingest; the concurrent ingest must outlast the purge.
+    let baseline_count = 20_000;
+    let live_count = (n * 6 / 10).max(20_000);
+    println!("generating {n} expired, {baseline_count} + {live_count} live messages…");
     let old_dir = maildir(root.path(), "old", n, "old");
-    let live_a = maildir(root.path(), "live-a", live_count, "livea");
+    let live_a = maildir(root.path(), "live-a", baseline_count, "livea");
     let live_b = maildir(root.path(), "live-b", live_count, "liveb");
     let data = root.path().join("data");
     std::fs::create_dir_all(&data).expect("data");
