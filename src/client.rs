@@ -240,8 +240,17 @@ impl DaemonClient {
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
         let (status, bytes) = self.send(method, path, body).await?;
+        self.answer(status, &bytes)
+    }
+
+    /// Parses a JSON answer; an error status becomes [`ClientError::Api`] with its code and message.
+    pub fn answer(
+        &self,
+        status: StatusCode,
+        bytes: &[u8],
+    ) -> Result<serde_json::Value, ClientError> {
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|err| ClientError::Unreachable {
+            serde_json::from_slice(bytes).map_err(|err| ClientError::Unreachable {
                 address: self.address.to_string(),
                 message: format!("answer {status} is not JSON: {err}"),
             })?;

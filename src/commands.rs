@@ -362,20 +362,12 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
             } else {
                 // Deleting mail goes through the purge path (rows, blobs, index entries, data keys),
                 // with the data directory to ourselves (a running daemon does it through its API).
-                let opened = app::open(config).await?;
-                let (index, _) = crate::search::indexer::open_index(
-                    &config.index_dir(),
-                    &opened.master,
-                    config.search.cache_bytes,
-                )?;
-                let (handle, thread) = crate::search::indexer::IndexHandle::start(index)?;
+                let (opened, handle, thread) =
+                    crate::commands_purge::open_with_index(config).await?;
                 let erased =
                     crate::purge::erase::remove_mailbox(&opened.store, Some(&handle), &name, "cli")
                         .await?;
-                handle.flush().await?;
-                drop(handle);
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-                opened.store.close().await?;
+                crate::commands_purge::close_with_index(opened, handle, thread).await?;
                 tracing::info!(
                     conversations = erased.conversations,
                     messages = erased.messages,

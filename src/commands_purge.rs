@@ -22,7 +22,7 @@ fn actor() -> String {
 }
 
 /// The store with the lock, plus the index writer (stopped by [`close_with_index`]).
-async fn open_with_index(
+pub(crate) async fn open_with_index(
     config: &Config,
 ) -> anyhow::Result<(Opened, IndexHandle, std::thread::JoinHandle<()>)> {
     let opened = app::open(config).await?;
@@ -35,7 +35,7 @@ async fn open_with_index(
     Ok((opened, handle, thread))
 }
 
-async fn close_with_index(
+pub(crate) async fn close_with_index(
     opened: Opened,
     handle: IndexHandle,
     thread: std::thread::JoinHandle<()>,
@@ -123,14 +123,9 @@ pub async fn retention(config: &Config, action: RetentionAction) -> anyhow::Resu
             days,
             forever,
         } => {
-            if let Some(from_file) = config
-                .mailboxes
-                .iter()
-                .find(|m| m.name == mailbox && m.retention_days.is_some())
-            {
+            if hold::retention_from_file(&config.mailboxes, &mailbox) {
                 bail!(
-                    "mailbox `{}` takes retention_days from the config file{}; change it there and reload the daemon (SIGHUP)",
-                    from_file.name,
+                    "mailbox `{mailbox}` takes retention_days from the config file{}; change it there and reload the daemon (SIGHUP)",
                     config
                         .path
                         .as_ref()
@@ -484,14 +479,8 @@ pub async fn through_daemon(
                     )
                     .await?;
                 if !status.is_success() {
-                    // An error answer is JSON: let `call` turn it into the usual error.
-                    client
-                        .call(
-                            Method::POST,
-                            "/v1/subjects/export",
-                            Some(&json!({ "address": address })),
-                        )
-                        .await?;
+                    // An error answer is JSON, read like any other.
+                    client.answer(status, &bytes)?;
                 }
                 if let Err(err) = subject::write_file(&out, &bytes) {
                     eprintln!("inboxd: {err}");

@@ -16,22 +16,6 @@ fn cli(config: &Path, args: &[&str]) -> std::process::Output {
     common::inboxd(config, args).output().expect("run the cli")
 }
 
-fn cli_ok(config: &Path, args: &[&str]) -> String {
-    let output = cli(config, args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-fn cli_json(config: &Path, args: &[&str]) -> Value {
-    let text = cli_ok(config, args);
-    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: not json ({err}): {text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_works_through_the_running_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -90,7 +74,7 @@ async fn the_cli_works_through_the_running_daemon() {
     let first_secret = std::fs::read_to_string(&token_file).expect("secret");
 
     // mailbox add-maildir / list / status / test through the API.
-    let added = cli_json(
+    let added = common::cli_json(
         &config,
         &[
             "mailbox",
@@ -101,14 +85,14 @@ async fn the_cli_works_through_the_running_daemon() {
         ],
     );
     assert_eq!(added["origin"], "admin");
-    let listed = cli_json(&config, &["mailbox", "list", "--json"]);
+    let listed = common::cli_json(&config, &["mailbox", "list", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
-    let table = cli_ok(&config, &["mailbox", "list"]);
+    let table = common::cli_ok(&config, &["mailbox", "list"]);
     assert!(
         table.contains("extra") && table.contains("mailbox"),
         "{table}"
     );
-    let tested = cli_json(&config, &["mailbox", "test", "extra", "--json"]);
+    let tested = common::cli_json(&config, &["mailbox", "test", "extra", "--json"]);
     assert_eq!(tested["ok"], true, "{tested}");
     let failing = cli(&config, &["mailbox", "test", "alpha"]);
     assert_eq!(
@@ -124,7 +108,7 @@ async fn the_cli_works_through_the_running_daemon() {
     );
 
     // sync --once through the daemon, then search / conversations / show / reply.
-    let reports = cli_json(&config, &["sync", "--once", "--json"]);
+    let reports = common::cli_json(&config, &["sync", "--once", "--json"]);
     assert!(
         reports
             .as_array()
@@ -146,23 +130,24 @@ async fn the_cli_works_through_the_running_daemon() {
     );
     let bad_query = cli(&config, &["search", "from:(x"]);
     assert_eq!(bad_query.status.code(), Some(2));
-    let conversations = cli_json(&config, &["conversations", "--json", "--limit", "100000"]);
+    let conversations =
+        common::cli_json(&config, &["conversations", "--json", "--limit", "100000"]);
     let refund = conversations
         .as_array()
         .and_then(|items| items.iter().find(|i| i["subject"] == "Refund for order 99"))
         .and_then(|i| i["id"].as_str())
         .expect("the refund conversation")
         .to_string();
-    let filtered = cli_json(&config, &["conversations", "--json", "--mailbox", "extra"]);
+    let filtered = common::cli_json(&config, &["conversations", "--json", "--mailbox", "extra"]);
     assert_eq!(filtered.as_array().map(Vec::len), Some(1), "{filtered}");
-    let shown = cli_json(&config, &["show", &refund, "--json"]);
+    let shown = common::cli_json(&config, &["show", &refund, "--json"]);
     assert_eq!(
         shown["mailbox"], "alpha",
         "show came through the API: {shown}"
     );
     let body = dir.path().join("reply.txt");
     std::fs::write(&body, "Refund issued.").expect("body");
-    let queued = cli_json(
+    let queued = common::cli_json(
         &config,
         &[
             "reply",
@@ -174,15 +159,15 @@ async fn the_cli_works_through_the_running_daemon() {
     );
     assert_eq!(queued["recipients"], 1, "{queued}");
     // state / assign / note, then the conversation shows them.
-    cli_ok(&config, &["state", &refund, "pending"]);
-    cli_ok(&config, &["assign", &refund, "dana"]);
+    common::cli_ok(&config, &["state", &refund, "pending"]);
+    common::cli_ok(&config, &["assign", &refund, "dana"]);
     let note = dir.path().join("note.txt");
     std::fs::write(&note, "called the customer").expect("note");
-    cli_ok(
+    common::cli_ok(
         &config,
         &["note", &refund, "--body-file", note.to_str().expect("utf8")],
     );
-    let shown = cli_json(&config, &["show", &refund, "--json"]);
+    let shown = common::cli_json(&config, &["show", &refund, "--json"]);
     assert_eq!(
         (shown["state"].as_str(), shown["assignee"].as_str()),
         (Some("pending"), Some("dana")),
@@ -195,8 +180,8 @@ async fn the_cli_works_through_the_running_daemon() {
         Some(2),
         "invalid input has its own exit code"
     );
-    cli_ok(&config, &["assign", &refund, "--none"]);
-    let pending = cli_json(
+    common::cli_ok(&config, &["assign", &refund, "--none"]);
+    let pending = common::cli_json(
         &config,
         &[
             "conversations",
@@ -217,7 +202,7 @@ async fn the_cli_works_through_the_running_daemon() {
     assert_eq!(missing.status.code(), Some(3));
 
     // token create / list / revoke.
-    let created = cli_json(
+    let created = common::cli_json(
         &config,
         &[
             "token",
@@ -234,7 +219,7 @@ async fn the_cli_works_through_the_running_daemon() {
         .as_str()
         .expect("secret shown once")
         .to_string();
-    let tokens = cli_json(&config, &["token", "list", "--json"]);
+    let tokens = common::cli_json(&config, &["token", "list", "--json"]);
     assert!(
         tokens
             .as_array()
@@ -256,7 +241,7 @@ async fn the_cli_works_through_the_running_daemon() {
         token: Some(secret),
     };
     assert_eq!(bot.get("/v1/whoami").await.status, 200);
-    cli_ok(&config, &["token", "revoke", "bot"]);
+    common::cli_ok(&config, &["token", "revoke", "bot"]);
     assert_eq!(bot.get("/v1/whoami").await.status, 401, "revoked at once");
     let twice = cli(&config, &["token", "revoke", "bot"]);
     assert_eq!(twice.status.code(), Some(3));
@@ -270,7 +255,7 @@ async fn the_cli_works_through_the_running_daemon() {
     let refused = cli(&config, &["mailbox", "remove", "extra"]);
     assert_eq!(refused.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--delete-messages"));
-    cli_ok(
+    common::cli_ok(
         &config,
         &["mailbox", "remove", "extra", "--delete-messages"],
     );
@@ -315,9 +300,9 @@ async fn the_cli_works_through_the_running_daemon() {
     // Offline, the same commands work on the database directly (state changes need the daemon).
     let offline_state = cli(&config, &["state", &refund, "closed"]);
     assert_eq!(offline_state.status.code(), Some(69));
-    let offline = cli_json(&config, &["conversations", "--json"]);
+    let offline = common::cli_json(&config, &["conversations", "--json"]);
     assert!(offline.as_array().is_some_and(|items| !items.is_empty()));
-    let offline_tokens = cli_json(&config, &["token", "list", "--json"]);
+    let offline_tokens = common::cli_json(&config, &["token", "list", "--json"]);
     assert!(
         offline_tokens
             .as_array()

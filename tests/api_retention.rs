@@ -4,7 +4,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,23 +11,7 @@ use common::http::{Api, maildir};
 use inboxd::store::entities::conversation;
 use sea_orm::EntityTrait;
 use sea_orm::sea_query::Expr;
-use serde_json::{Value, json};
-
-fn cli_ok(config: &Path, args: &[&str]) -> String {
-    let output = common::inboxd(config, args).output().expect("run the cli");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-fn cli_json(config: &Path, args: &[&str]) -> Value {
-    let text = cli_ok(config, args);
-    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: not json ({err}): {text}"))
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_and_subject_requests_through_the_daemon() {
@@ -79,7 +62,7 @@ async fn retention_and_subject_requests_through_the_daemon() {
                 .to_string(),
         ),
     };
-    let created = cli_json(
+    let created = common::cli_json(
         &config,
         &["token", "create", "agent1", "--role", "agent", "--json"],
     );
@@ -140,12 +123,12 @@ async fn retention_and_subject_requests_through_the_daemon() {
     assert_eq!(extra.status, 400, "unknown fields are refused");
 
     // The CLI through the daemon.
-    cli_ok(&config, &["retention", "set", "help", "--days", "7"]);
+    common::cli_ok(&config, &["retention", "set", "help", "--days", "7"]);
     assert_eq!(
-        cli_json(&config, &["retention", "list", "--json"])[0]["retention_days"],
+        common::cli_json(&config, &["retention", "list", "--json"])[0]["retention_days"],
         7
     );
-    let dry = cli_json(&config, &["purge", "--dry-run", "--json"]);
+    let dry = common::cli_json(&config, &["purge", "--dry-run", "--json"]);
     assert_eq!(
         dry["mailboxes"][0]["conversations"], 0,
         "nothing is old yet: {dry}"
@@ -167,20 +150,20 @@ async fn retention_and_subject_requests_through_the_daemon() {
             .expect("age");
         store.db.close().await.expect("close");
     }
-    let dry = cli_json(&config, &["purge", "--dry-run", "--json"]);
+    let dry = common::cli_json(&config, &["purge", "--dry-run", "--json"]);
     assert_eq!(dry["mailboxes"][0]["conversations"], 2, "{dry}");
-    cli_ok(
+    common::cli_ok(
         &config,
         &["hold", "set", "--mailbox", "help", "--reason", "audit 2026"],
     );
-    let holds = cli_json(&config, &["hold", "list", "--json"]);
+    let holds = common::cli_json(&config, &["hold", "list", "--json"]);
     assert_eq!(holds[0]["reason"], "audit 2026", "{holds}");
-    let held = cli_json(&config, &["purge", "--json"]);
+    let held = common::cli_json(&config, &["purge", "--json"]);
     assert_eq!(held["held_mailboxes"][0], "help", "{held}");
-    cli_ok(&config, &["hold", "release", "--mailbox", "help"]);
+    common::cli_ok(&config, &["hold", "release", "--mailbox", "help"]);
 
     let out = dir.path().join("dora.tar");
-    let exported = cli_json(
+    let exported = common::cli_json(
         &config,
         &[
             "subject",
@@ -199,9 +182,9 @@ async fn retention_and_subject_requests_through_the_daemon() {
         (Some(1), Some(1)),
         "{exported}"
     );
-    let erased = cli_json(&config, &["subject", "erase", "dora@example.org", "--json"]);
+    let erased = common::cli_json(&config, &["subject", "erase", "dora@example.org", "--json"]);
     assert_eq!(erased["messages"], 1, "{erased}");
-    let purged = cli_json(&config, &["purge", "--json"]);
+    let purged = common::cli_json(&config, &["purge", "--json"]);
     assert_eq!(purged["mailboxes"][0]["conversations"], 1, "{purged}");
     assert_eq!(common::count_messages(&data).await, 0);
     for word in ["dorabody", "evebody"] {
@@ -211,7 +194,7 @@ async fn retention_and_subject_requests_through_the_daemon() {
             "{word} is not searchable any more: {found}"
         );
     }
-    let audit = cli_json(&config, &["audit", "--json", "--limit", "100"]);
+    let audit = common::cli_json(&config, &["audit", "--json", "--limit", "100"]);
     let by_daemon: Vec<&str> = audit
         .as_array()
         .expect("records")

@@ -383,16 +383,6 @@ async fn rotate_key_rewraps_everything_and_can_be_rerun() {
     }
 }
 
-fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
-    let output = common::inboxd(config, args).output().expect("cli");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("json")
-}
-
 #[tokio::test]
 async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
     let Some(lab) = common::lab() else { return };
@@ -496,7 +486,7 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
         .await,
         "the IMAP mailbox is synced without a restart"
     );
-    let status = cli_json(&config, &["mailbox", "status", "hotimap", "--json"]);
+    let status = common::cli_json(&config, &["mailbox", "status", "hotimap", "--json"]);
     assert_eq!(status[0]["status"], "ok", "{status}");
     assert_eq!(status[0]["origin"], "admin", "{status}");
     let database = [
@@ -532,7 +522,7 @@ async fn mailboxes_added_and_removed_at_run_time_take_effect_without_restart() {
         })
         .await
     );
-    let list = cli_json(&config, &["mailbox", "list", "--json"]);
+    let list = common::cli_json(&config, &["mailbox", "list", "--json"]);
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     common::signal(&daemon, "TERM");
     let status = common::wait_exit(&mut daemon, Duration::from_secs(10)).expect("exits");
@@ -565,7 +555,7 @@ async fn oversize_and_big_messages_are_stored_not_dropped() {
         ),
     )
     .expect("config");
-    let report = cli_json(&config, &["sync", "--once", "--json"]);
+    let report = common::cli_json(&config, &["sync", "--once", "--json"]);
     assert_eq!(report[0]["stored"], 2, "{report}");
     assert_eq!(report[0]["flagged"], 1, "{report}");
     let url = format!("sqlite://{}", data.join("inboxd.db").display());

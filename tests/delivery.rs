@@ -15,16 +15,6 @@ fn inboxd(config: &Path, args: &[&str]) -> Command {
     command
 }
 
-fn json(config: &Path, args: &[&str]) -> serde_json::Value {
-    let output = inboxd(config, args).output().expect("cli");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("json")
-}
-
 fn kill(child: &Child, signal: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -125,7 +115,7 @@ fn reply(config: &Path, conversation: &str, text: &str, to: Option<&str>) -> Str
     if let Some(to) = to {
         args.extend(["--to", to]);
     }
-    let value = json(config, &args);
+    let value = common::cli_json(config, &args);
     value["message_id"]
         .as_str()
         .expect("message id")
@@ -134,7 +124,7 @@ fn reply(config: &Path, conversation: &str, text: &str, to: Option<&str>) -> Str
 
 /// Events of one message of a conversation, as (event, status) pairs.
 fn events(config: &Path, conversation: &str, message: &str) -> Vec<(String, Option<String>)> {
-    let view = json(config, &["show", conversation, "--json"]);
+    let view = common::cli_json(config, &["show", conversation, "--json"]);
     view["messages"]
         .as_array()
         .into_iter()
@@ -197,7 +187,7 @@ async fn replies_are_delivered_and_bounces_become_events() {
     );
 
     // A reply to a user that does not exist: Postfix accepts it, LMTP refuses, a real DSN comes back.
-    let before = json(
+    let before = common::cli_json(
         &setup.config,
         &["conversations", "--json", "--limit", "100000"],
     );
@@ -219,7 +209,7 @@ async fn replies_are_delivered_and_bounces_become_events() {
         .find(|(e, _)| e == "bounced")
         .unwrap_or_else(|| panic!("no bounce event: {seen:?}"));
     assert_eq!(bounced.1.as_deref(), Some("5.1.1"), "{seen:?}");
-    let after = json(
+    let after = common::cli_json(
         &setup.config,
         &["conversations", "--json", "--limit", "100000"],
     );
@@ -238,7 +228,7 @@ async fn replies_are_delivered_and_bounces_become_events() {
         ours(&after),
         "the bounce opened no conversation about this thread"
     );
-    let view = json(&setup.config, &["show", &conversation, "--json"]);
+    let view = common::cli_json(&setup.config, &["show", &conversation, "--json"]);
     let messages = view["messages"].as_array().expect("messages");
     assert!(
         messages.iter().any(|m| m["is_bounce"] == true),

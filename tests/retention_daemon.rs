@@ -62,20 +62,6 @@ async fn conversations(dir: &Path) -> u64 {
     count
 }
 
-fn run_ok(config: &Path, args: &[&str]) -> String {
-    let output = common::inboxd(config, args).output().expect("run inboxd");
-    assert!(
-        output.status.success(),
-        "inboxd {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn json(config: &Path, args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&run_ok(config, args)).expect("json output")
-}
-
 fn serve(config: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -112,7 +98,7 @@ fn blob_files(dir: &Path) -> usize {
 
 /// Subject ids of the messages the store holds, read back through the CLI (decrypting every one).
 fn stored_subjects(config: &Path) -> Vec<String> {
-    let list = json(config, &["conversations", "--json", "--limit", "100000"]);
+    let list = common::cli_json(config, &["conversations", "--json", "--limit", "100000"]);
     list.as_array()
         .expect("array")
         .iter()
@@ -151,7 +137,7 @@ async fn purge_killed_at_random_points_finishes_and_loses_nothing_else() {
         );
     }
     let config = write_config(dir.path(), &maildir, 10);
-    let synced = json(&config, &["sync", "--once", "--json"]);
+    let synced = common::cli_json(&config, &["sync", "--once", "--json"]);
     assert_eq!(synced[0]["stored"], (EXPIRED + KEPT) as u64, "{synced}");
 
     // Time passes: everything is 90 days old; the kept ones are put on legal hold.
@@ -167,20 +153,20 @@ async fn purge_killed_at_random_points_finishes_and_loses_nothing_else() {
             .expect("age");
         store.close().await.expect("close");
     }
-    let listed = json(&config, &["conversations", "--json", "--limit", "100000"]);
+    let listed = common::cli_json(&config, &["conversations", "--json", "--limit", "100000"]);
     for row in listed.as_array().expect("array") {
         if row["subject"]
             .as_str()
             .is_some_and(|s| s.starts_with("held "))
         {
             let id = row["id"].as_str().expect("id");
-            run_ok(
+            common::cli_ok(
                 &config,
                 &["hold", "set", "--conversation", id, "--reason", "case 7"],
             );
         }
     }
-    run_ok(&config, &["retention", "set", "help", "--days", "30"]);
+    common::cli_ok(&config, &["retention", "set", "help", "--days", "30"]);
 
     // Kill -9 the purging daemon at varied points, delivering new mail meanwhile.
     let mut fresh = 0usize;
@@ -233,7 +219,8 @@ async fn purge_killed_at_random_points_finishes_and_loses_nothing_else() {
     })
     .await;
     // The index catches up with the fresh mail (searches run beside the daemon).
-    let hits = |query: &str| json(&config, &["search", "--json", query])["total"].as_u64();
+    let hits =
+        |query: &str| common::cli_json(&config, &["search", "--json", query])["total"].as_u64();
     let indexed = common::wait_until(Duration::from_secs(60), || async {
         hits("freshword") == Some(fresh as u64) && hits("keepword") == Some(KEPT as u64)
     })
@@ -289,7 +276,7 @@ async fn purge_killed_at_random_points_finishes_and_loses_nothing_else() {
     assert_eq!(hits("oldword"), Some(0));
     assert_eq!(hits("keepword"), Some(KEPT as u64));
     assert_eq!(hits("freshword"), Some(fresh as u64));
-    let audit = json(&config, &["audit", "--json", "--limit", "1000"]);
+    let audit = common::cli_json(&config, &["audit", "--json", "--limit", "1000"]);
     let purged: u64 = audit
         .as_array()
         .expect("array")
@@ -318,13 +305,13 @@ async fn retention_hold_purge_and_subject_commands() {
         &common::message("b@x", "Login", "eve@example.org", "evebody"),
     );
     let config = write_config(dir.path(), &maildir, 100);
-    run_ok(&config, &["sync", "--once"]);
+    common::cli_ok(&config, &["sync", "--once"]);
 
-    let listed = json(&config, &["retention", "list", "--json"]);
+    let listed = common::cli_json(&config, &["retention", "list", "--json"]);
     assert_eq!(listed[0]["retention_days"], serde_json::Value::Null);
-    run_ok(&config, &["retention", "set", "help", "--days", "7"]);
+    common::cli_ok(&config, &["retention", "set", "help", "--days", "7"]);
     assert_eq!(
-        json(&config, &["retention", "list", "--json"])[0]["retention_days"],
+        common::cli_json(&config, &["retention", "list", "--json"])[0]["retention_days"],
         7
     );
     let unknown = common::inboxd(&config, &["retention", "set", "nope", "--days", "7"])
@@ -334,7 +321,7 @@ async fn retention_hold_purge_and_subject_commands() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such mailbox nope"));
 
     // Nothing is old yet: the dry run lists nothing.
-    let dry = json(&config, &["purge", "--dry-run", "--json"]);
+    let dry = common::cli_json(&config, &["purge", "--dry-run", "--json"]);
     assert_eq!(dry["mailboxes"][0]["conversations"], 0, "{dry}");
     {
         let store = store(dir.path()).await;
@@ -348,7 +335,7 @@ async fn retention_hold_purge_and_subject_commands() {
             .expect("age");
         store.close().await.expect("close");
     }
-    let dry = json(&config, &["purge", "--dry-run", "--json"]);
+    let dry = common::cli_json(&config, &["purge", "--dry-run", "--json"]);
     assert_eq!(dry["mailboxes"][0]["conversations"], 2, "{dry}");
     let subjects: Vec<&str> = dry["mailboxes"][0]["expired"]
         .as_array()
@@ -364,20 +351,20 @@ async fn retention_hold_purge_and_subject_commands() {
     );
 
     // Hold the mailbox: a purge keeps everything.
-    run_ok(
+    common::cli_ok(
         &config,
         &["hold", "set", "--mailbox", "help", "--reason", "tax audit"],
     );
-    let holds = json(&config, &["hold", "list", "--json"]);
+    let holds = common::cli_json(&config, &["hold", "list", "--json"]);
     assert_eq!(holds[0]["reason"], "tax audit");
-    let held = json(&config, &["purge", "--json"]);
+    let held = common::cli_json(&config, &["purge", "--json"]);
     assert_eq!(held["held_mailboxes"][0], "help");
     assert_eq!(conversations(dir.path()).await, 2);
-    run_ok(&config, &["hold", "release", "--mailbox", "help"]);
+    common::cli_ok(&config, &["hold", "release", "--mailbox", "help"]);
 
     // A subject export, then erasure, then the purge takes the rest.
     let out = dir.path().join("dora.tar");
-    let exported = json(
+    let exported = common::cli_json(
         &config,
         &[
             "subject",
@@ -408,10 +395,10 @@ async fn retention_hold_purge_and_subject_commands() {
         .expect("run");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an email address"));
-    let erased = json(&config, &["subject", "erase", "dora@example.org", "--json"]);
+    let erased = common::cli_json(&config, &["subject", "erase", "dora@example.org", "--json"]);
     assert_eq!(erased["messages"], 1);
     assert_eq!(conversations(dir.path()).await, 1);
-    let purged = json(&config, &["purge", "--json"]);
+    let purged = common::cli_json(&config, &["purge", "--json"]);
     assert_eq!(purged["mailboxes"][0]["conversations"], 1, "{purged}");
     assert_eq!(conversations(dir.path()).await, 0);
 
@@ -441,7 +428,7 @@ async fn retention_hold_purge_and_subject_commands() {
         "{message}"
     );
 
-    let audit = json(&config, &["audit", "--json"]);
+    let audit = common::cli_json(&config, &["audit", "--json"]);
     let actions: Vec<&str> = audit
         .as_array()
         .expect("array")
@@ -475,18 +462,21 @@ async fn hold_reasons_survive_key_rotation_and_offline_commands_speak_json() {
         &common::message("a@x", "Refund", "dora@example.org", "dorabody"),
     );
     let config = write_config(dir.path(), &maildir, 100);
-    run_ok(&config, &["sync", "--once"]);
+    common::cli_ok(&config, &["sync", "--once"]);
     assert_eq!(
-        json(&config, &["migrate", "--json"])["schema"],
+        common::cli_json(&config, &["migrate", "--json"])["schema"],
         "up to date"
     );
-    assert_eq!(json(&config, &["reindex", "--json"])["indexed"], 1);
-    run_ok(
+    assert_eq!(
+        common::cli_json(&config, &["reindex", "--json"])["indexed"],
+        1
+    );
+    common::cli_ok(
         &config,
         &["hold", "set", "--mailbox", "help", "--reason", "case 42"],
     );
     let new_key = dir.path().join("new.key");
-    let generated = json(
+    let generated = common::cli_json(
         &config,
         &[
             "key",
@@ -497,7 +487,7 @@ async fn hold_reasons_survive_key_rotation_and_offline_commands_speak_json() {
         ],
     );
     assert_eq!(generated["mode"], "0600");
-    let rotated = json(
+    let rotated = common::cli_json(
         &config,
         &[
             "rotate-key",
@@ -515,6 +505,6 @@ async fn hold_reasons_survive_key_rotation_and_offline_commands_speak_json() {
         format!("key_file = \"{}\"\n{text}", new_key.display()),
     )
     .expect("config");
-    let holds = json(&config, &["hold", "list", "--json"]);
+    let holds = common::cli_json(&config, &["hold", "list", "--json"]);
     assert_eq!(holds[0]["reason"], "case 42", "{holds}");
 }

@@ -34,14 +34,7 @@ pub async fn set_retention(
             "`days` must be at least 1 (or null to keep conversations forever)",
         ));
     }
-    let from_file = state
-        .mailboxes
-        .from_config
-        .read()
-        .await
-        .iter()
-        .any(|m| m.name == name && m.retention_days.is_some());
-    if from_file {
+    if hold::retention_from_file(&state.mailboxes.from_config.read().await, &name) {
         return Err(ApiError::Conflict(format!(
             "mailbox `{name}` takes retention_days from the config file; change it there and reload the daemon"
         )));

@@ -126,6 +126,14 @@ pub async fn list_holds(store: &Store, master: &MasterKey) -> Result<Vec<Hold>, 
     Ok(holds)
 }
 
+/// Whether the config file sets this mailbox's `retention_days` (then the file wins and the CLI/API
+/// must not change it).
+pub fn retention_from_file(from_config: &[crate::config::MailboxConfig], name: &str) -> bool {
+    from_config
+        .iter()
+        .any(|mailbox| mailbox.name == name && mailbox.retention_days.is_some())
+}
+
 /// Sets a mailbox's retention window (`None` keeps mail forever). Shortening it takes effect at the next
 /// purge run. Returns the previous value.
 pub async fn set_retention(

@@ -227,15 +227,15 @@ pub async fn export_archive(
         };
         for message_view in view.messages.into_iter().filter(|m| wanted.contains(&m.id)) {
             let base = format!("conversations/{conversation_id}/{}", message_view.id);
-            let raw = read::raw_message(&store.db, master, store.blob_dir(), message_view.id)
+            // A header-only record (oversize mail) has no raw message; any other failure stops the
+            // export rather than hand out an archive that silently lacks a message.
+            let raw = match read::raw_message(&store.db, master, store.blob_dir(), message_view.id)
                 .await
-                .ok();
-            let eml = raw.as_ref().map(|raw| {
-                let path = format!("{base}.eml");
-                report.bytes += raw.len() as u64;
-                files.push((path.clone(), raw.clone()));
-                path
-            });
+            {
+                Ok(raw) => Some(raw),
+                Err(StoreError::NotFound(_)) => None,
+                Err(err) => return Err(err),
+            };
             let mut attachments = Vec::new();
             for (position, attachment) in message_view.attachments.iter().enumerate() {
                 let index = usize::try_from(attachment.part_index).unwrap_or(usize::MAX);
@@ -257,6 +257,12 @@ pub async fn export_archive(
                     file,
                 });
             }
+            let eml = raw.map(|raw| {
+                let path = format!("{base}.eml");
+                report.bytes += raw.len() as u64;
+                files.push((path.clone(), raw));
+                path
+            });
             report.messages += 1;
             exported.messages.push(ExportedMessage {
                 id: message_view.id,

@@ -180,12 +180,18 @@ async fn by_subject(
     Ok(None)
 }
 
-async fn create(
-    db: &impl ConnectionTrait,
+/// The rows of a new conversation for `message`: the conversation (subject sealed under a fresh data
+/// key) and that key wrapped under the master key; with the new id, and the key for sealing what follows.
+pub(super) fn new_conversation(
     master: &MasterKey,
     mailbox_id: Uuid,
     message: &PreparedMessage,
-) -> Result<Uuid, StoreError> {
+) -> (
+    Uuid,
+    conversation::ActiveModel,
+    data_key::ActiveModel,
+    DataKey,
+) {
     let id = Uuid::now_v7();
     let key = DataKey::generate();
     let now = clock::now();
@@ -193,7 +199,7 @@ async fn create(
         .subject
         .as_ref()
         .map(|subject| key.seal(subject.as_bytes(), &subject_aad(&id)));
-    conversation::ActiveModel {
+    let row = conversation::ActiveModel {
         id: Set(id),
         mailbox_id: Set(mailbox_id),
         state: Set("open".to_string()),
@@ -209,18 +215,26 @@ async fn create(
         last_activity_at: Set(message.received_at),
         created_at: Set(now),
         updated_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    data_key::ActiveModel {
+    };
+    let wrapped = data_key::ActiveModel {
         conversation_id: Set(id),
         master_key_id: Set(master.key_id().to_string()),
         wrapped_key: Set(master.wrap_data_key(&key, &conversation_key_aad(&id))),
         created_at: Set(now),
         updated_at: Set(now),
-    }
-    .insert(db)
-    .await?;
+    };
+    (id, row, wrapped, key)
+}
+
+async fn create(
+    db: &impl ConnectionTrait,
+    master: &MasterKey,
+    mailbox_id: Uuid,
+    message: &PreparedMessage,
+) -> Result<Uuid, StoreError> {
+    let (id, row, wrapped, _) = new_conversation(master, mailbox_id, message);
+    row.insert(db).await?;
+    wrapped.insert(db).await?;
     Ok(id)
 }
 

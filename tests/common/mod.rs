@@ -251,6 +251,24 @@ pub fn inboxd(config: &Path, args: &[&str]) -> std::process::Command {
     command
 }
 
+/// Runs the CLI and asserts it succeeded; returns its standard output.
+pub fn cli_ok(config: &Path, args: &[&str]) -> String {
+    let output = inboxd(config, args).output().expect("run the cli");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Runs the CLI (with `--json` among `args`), asserts it succeeded, and parses its output.
+pub fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let text = cli_ok(config, args);
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: not json ({err}): {text}"))
+}
+
 /// Sends a signal (`TERM`, `HUP`, `KILL`) to a child we started.
 pub fn signal(child: &std::process::Child, name: &str) {
     let status = std::process::Command::new("kill")

@@ -16,8 +16,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{by_subject, conversation_key, conversation_key_aad, merge_all, subject_aad};
-use crate::clock;
+use super::{by_subject, conversation_key, conversation_key_aad, merge_all};
 use crate::crypto::{DataKey, MasterKey};
 use crate::ingest::prepare::PreparedMessage;
 use crate::store::StoreError;
@@ -270,37 +269,9 @@ impl BatchThreads {
 
     /// A new conversation for `message`, as [`super::create`] makes it, written at the next flush.
     fn create_pending(&mut self, master: &MasterKey, message: &PreparedMessage) -> Uuid {
-        let id = Uuid::now_v7();
-        let key = DataKey::generate();
-        let now = clock::now();
-        let subject_sealed = message
-            .subject
-            .as_ref()
-            .map(|subject| key.seal(subject.as_bytes(), &subject_aad(&id)));
-        self.new_conversations.push(conversation::ActiveModel {
-            id: Set(id),
-            mailbox_id: Set(self.mailbox_id),
-            state: Set("open".to_string()),
-            assignee: Set(None),
-            subject_sealed: Set(subject_sealed),
-            subject_hash: Set(message.subject_hash.clone()),
-            participants_hash: Set(message.participants_hash.clone()),
-            legal_hold: Set(false),
-            legal_hold_reason_sealed: Set(None),
-            unmatched_bounce: Set(false),
-            message_count: Set(0),
-            first_activity_at: Set(message.received_at),
-            last_activity_at: Set(message.received_at),
-            created_at: Set(now),
-            updated_at: Set(now),
-        });
-        self.new_keys.push(data_key::ActiveModel {
-            conversation_id: Set(id),
-            master_key_id: Set(master.key_id().to_string()),
-            wrapped_key: Set(master.wrap_data_key(&key, &conversation_key_aad(&id))),
-            created_at: Set(now),
-            updated_at: Set(now),
-        });
+        let (id, row, wrapped, key) = super::new_conversation(master, self.mailbox_id, message);
+        self.new_conversations.push(row);
+        self.new_keys.push(wrapped);
         self.keys.insert(id, key);
         id
     }
