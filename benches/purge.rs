@@ -95,7 +95,7 @@ async fn run(n: usize) {
     let root = tempfile::tempdir().expect("tempdir");
     // The baseline needs a few seconds of ingest; the concurrent ingest must outlast the purge.
     let baseline_count = 20_000;
-    let live_count = (n * 6 / 10).max(20_000);
+    let live_count = n.max(20_000);
     println!("generating {n} expired, {baseline_count} + {live_count} live messages…");
     let old_dir = maildir(root.path(), "old", n, "old");
     let live_a = maildir(root.path(), "live-a", baseline_count, "livea");

@@ -23,9 +23,8 @@ pub struct SearchQuery {
 
 /// Longest query accepted, in bytes.
 const MAX_QUERY_BYTES: usize = 2048;
-/// Deepest nesting of `(` groups and `-` negations accepted. The parser is recursive descent: this
-/// bound keeps any input far from the stack limit.
-const MAX_NESTING: usize = 32;
+/// Deepest nesting of `(` groups and `-` negations accepted (the parser enforces it too).
+use crate::search::query::MAX_NESTING;
 
 /// Refuses queries too long or too deeply nested to parse safely.
 pub fn check_shape(query: &str) -> Result<(), ApiError> {

@@ -173,6 +173,7 @@ impl Ingestor {
         if !prepared.is_empty() {
             make_durable(self.store.blob_dir()).await?;
         }
+        let _turn = self.store.write_turn().await;
         let transaction = crate::store::begin_write(&self.store.db).await?;
         let mut report = SyncReport::default();
         let mut duplicates = Vec::new();

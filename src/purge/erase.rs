@@ -194,12 +194,16 @@ pub async fn erase_conversations(
     audit: Option<&AuditContext>,
 ) -> Result<Erased, StoreError> {
     let mut total = Erased::default();
+    // The previous batch's blob files are unlinked while this batch's rows are deleted (one batch in
+    // flight); every file is gone before this function returns.
+    let mut unlinking: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
     for chunk in ids.chunks(CHUNK) {
         let _ordered = match index {
             Some(index) => Some(index.ordered().await),
             None => None,
         };
         let candidates = messages_of_conversations(&store.db, chunk).await?;
+        let turn = store.write_turn().await;
         let transaction = begin_write(&store.db).await?;
         let doomed: Vec<Uuid> = conversation::Entity::find()
             .select_only()
@@ -211,6 +215,7 @@ pub async fn erase_conversations(
             .await?;
         if doomed.is_empty() {
             transaction.rollback().await?;
+            drop(turn);
             continue;
         }
         let doomed_set: HashSet<Uuid> = doomed.iter().copied().collect();
@@ -240,8 +245,12 @@ pub async fn erase_conversations(
             audit.record(&transaction, &batch).await?;
         }
         transaction.commit().await?;
+        drop(turn);
         total += batch;
-        remove_blobs(store, &gone).await?;
+        if let Some(previous) = unlinking.take() {
+            join_unlink(previous).await?;
+        }
+        unlinking = Some(spawn_remove_blobs(store, &gone)?);
         if let Some(index) = index {
             index
                 .delete(Deletion {
@@ -250,6 +259,9 @@ pub async fn erase_conversations(
                 })
                 .await;
         }
+    }
+    if let Some(last) = unlinking {
+        join_unlink(last).await?;
     }
     Ok(total)
 }
@@ -430,16 +442,30 @@ async fn rekey(
 
 /// Unlinks the blob files of deleted messages, but only those whose row is really gone.
 async fn remove_blobs(store: &Store, gone: &[Doomed]) -> Result<(), StoreError> {
+    join_unlink(spawn_remove_blobs(store, gone)?).await
+}
+
+async fn join_unlink(
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+) -> Result<(), StoreError> {
+    task.await.map_err(|err| StoreError::Corrupt {
+        what: "blob removal task".to_string(),
+        message: err.to_string(),
+    })?
+}
+
+/// Starts unlinking the blob files of deleted messages on a blocking thread.
+fn spawn_remove_blobs(
+    store: &Store,
+    gone: &[Doomed],
+) -> Result<tokio::task::JoinHandle<Result<(), StoreError>>, StoreError> {
     let mut paths = Vec::new();
     for message in gone {
         if let Some(relative) = &message.blob_path {
             paths.push(store.blob_path(relative)?);
         }
     }
-    if paths.is_empty() {
-        return Ok(());
-    }
-    tokio::task::spawn_blocking(move || {
+    Ok(tokio::task::spawn_blocking(move || {
         for path in paths {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -453,12 +479,7 @@ async fn remove_blobs(store: &Store, gone: &[Doomed]) -> Result<(), StoreError> 
             }
         }
         Ok(())
-    })
-    .await
-    .map_err(|err| StoreError::Corrupt {
-        what: "blob removal task".to_string(),
-        message: err.to_string(),
-    })?
+    }))
 }
 
 /// Why a mailbox cannot be removed.

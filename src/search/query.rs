@@ -153,7 +153,11 @@ pub enum Value {
 /// Parses a query; see the module documentation for the grammar.
 pub fn parse(input: &str) -> Result<Expr, QueryError> {
     let tokens = tokenize(input)?;
-    let mut parser = Parser { tokens, next: 0 };
+    let mut parser = Parser {
+        tokens,
+        next: 0,
+        depth: 0,
+    };
     let items = parser.parse_and(TextScope::Anywhere)?;
     if let Some(token) = parser.peek() {
         debug_assert_eq!(token.kind, TokenKind::RightParen);
@@ -171,10 +175,16 @@ fn combine(mut items: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Option<Expr> {
     }
 }
 
+/// Deepest nesting of `(` groups and `-` negations the parser accepts: it is recursive descent, and
+/// this keeps any input far from the stack limit whoever calls it.
+pub const MAX_NESTING: usize = 32;
+
 /// Recursive-descent parser over the token list.
 struct Parser {
     tokens: Vec<Token>,
     next: usize,
+    /// Current nesting of unary operands (each `(` and `-` adds one).
+    depth: usize,
 }
 
 impl Parser {
@@ -239,6 +249,22 @@ impl Parser {
 
     /// `unary := '-' unary | primary`.
     fn parse_unary(&mut self, scope: TextScope) -> Result<Expr, QueryError> {
+        if self.depth >= MAX_NESTING {
+            let column = self.peek().map_or(1, |token| token.column);
+            return Err(QueryError::new(
+                column,
+                format!(
+                    "the query nests more than {MAX_NESTING} levels of `(` or `-`; simplify it"
+                ),
+            ));
+        }
+        self.depth += 1;
+        let result = self.parse_unary_inner(scope);
+        self.depth -= 1;
+        result
+    }
+
+    fn parse_unary_inner(&mut self, scope: TextScope) -> Result<Expr, QueryError> {
         match self.peek() {
             Some(token) if token.kind == TokenKind::Not => {
                 let column = token.column;
@@ -653,5 +679,17 @@ mod tests {
             (field, value),
             (KeywordField::Mailbox, Value::Prefix("supp".into()))
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded_whatever_the_caller() {
+        let nested = |depth: usize| format!("{}a{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(parse(&nested(MAX_NESTING - 1)).is_ok());
+        let error = parse(&nested(100_000)).expect_err("too deep");
+        assert!(error.message.contains("nests more than"), "{error:?}");
+        assert!(parse(&format!("{}a", "-".repeat(100_000))).is_err());
+        assert!(parse(&format!("{}a", "- ".repeat(100_000))).is_err());
+        let negated = format!("{}a", "-(".repeat(MAX_NESTING / 2 - 1));
+        assert!(parse(&format!("{negated}{}", ")".repeat(MAX_NESTING / 2 - 1))).is_ok());
     }
 }

@@ -68,6 +68,9 @@ pub struct Store {
     /// The connection pool, shared by every task.
     pub db: DatabaseConnection,
     blob_dir: PathBuf,
+    /// Hands SQLite's one writer lock over in arrival order between this process's large write
+    /// transactions (see [`Store::write_turn`]).
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Masks the password in a database URL for messages and logs.
@@ -119,6 +122,7 @@ impl Store {
         Ok(Store {
             db,
             blob_dir: blob_dir.to_path_buf(),
+            write_gate: std::sync::Arc::default(),
         })
     }
 
@@ -154,6 +158,19 @@ impl Store {
     /// Which backend this is.
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// Waits for this process's turn at SQLite's writer lock; hold the guard from `begin_write` to the
+    /// commit of a large write transaction (an ingest batch, a purge batch). SQLite itself makes a
+    /// waiting writer poll with growing sleeps (up to 100 ms), so two busy writers hand the lock over
+    /// late and one can starve the other; this FIFO queue hands it over at once and in turn. PostgreSQL
+    /// has row locks and needs no turn: `None`.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.backend() == DbBackend::Sqlite {
+            Some(self.write_gate.lock().await)
+        } else {
+            None
+        }
     }
 
     /// Directory of the encrypted blob files.
