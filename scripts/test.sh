@@ -54,4 +54,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+if [ "${FUZZ:-1}" != 0 ]; then
+  step "fuzzing (every target ${FUZZ_SECONDS:-60} s; FUZZ=0 skips)"
+  bash "$ROOT/scripts/fuzz.sh"
+fi
 step "all tests passed"
