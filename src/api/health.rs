@@ -16,9 +16,19 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for the database before it answers 503.
+const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `GET /readyz`: the database answers and the index can be read (no auth).
 pub async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
-    let database = state.store.db.execute_unprepared("SELECT 1").await.is_ok();
+    // Bounded: while the database is down the pool waits for a connection far longer than a health
+    // check may take, and a probe that hangs reports nothing.
+    let database = tokio::time::timeout(
+        READY_PROBE_TIMEOUT,
+        state.store.db.execute_unprepared("SELECT 1"),
+    )
+    .await
+    .is_ok_and(|result| result.is_ok());
     let index = state.index.clone();
     let index_ok = tokio::task::spawn_blocking(move || index.index.reload().is_ok())
         .await

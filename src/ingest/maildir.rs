@@ -107,13 +107,13 @@ impl MaildirSync {
                     }
                 }
                 Err(err) => {
-                    warn!(mailbox = %self.name, error = %err, "maildir scan failed");
+                    warn!(mailbox = %self.name, error = %err.report(), "maildir scan failed");
                     let db = &self.ingestor.store.db;
                     let _ = crate::store::mailboxes::record_error(
                         db,
                         self.mailbox_id,
                         err.status(),
-                        &err.to_string(),
+                        &err.report(),
                     )
                     .await;
                 }

@@ -72,8 +72,29 @@ impl IngestError {
         }
     }
 
+    /// Whether the disk under the data directory is full (ENOSPC on a blob or index file, or SQLite's
+    /// SQLITE_FULL): nothing half-stored is kept and the next pass retries by itself.
+    pub fn is_disk_full(&self) -> bool {
+        let text = self.to_string();
+        text.contains("os error 28") || text.contains("database or disk is full")
+    }
+
+    /// The error as recorded in the mailbox status and logged: a full disk says so, and what to do.
+    pub fn report(&self) -> String {
+        if self.is_disk_full() {
+            format!(
+                "disk full: no space left on the disk that holds the data directory ({self}); ingest is paused and retries by itself: free some space on that disk or move data_dir"
+            )
+        } else {
+            self.to_string()
+        }
+    }
+
     /// Short status word for the mailbox status view.
     pub fn status(&self) -> &'static str {
+        if self.is_disk_full() {
+            return "disk_full";
+        }
         match self {
             IngestError::Imap(err) if err.is_auth() => "auth_failed",
             IngestError::Imap(err) if err.is_tls() => "tls_failed",

@@ -61,10 +61,10 @@ pub async fn sync_mailboxes(
                 report
             }
             Err(err) => {
-                mailboxes::record_error(db, mailbox_id, err.status(), &err.to_string()).await?;
+                mailboxes::record_error(db, mailbox_id, err.status(), &err.report()).await?;
                 SyncReport {
                     mailbox: mailbox.name.clone(),
-                    error: Some(err.to_string()),
+                    error: Some(err.report()),
                     ..SyncReport::default()
                 }
             }

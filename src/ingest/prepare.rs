@@ -422,9 +422,26 @@ fn status_of(message: &RawMessage, parsed: &ParsedMessage) -> (&'static str, Opt
     }
     match &parsed.unparsed {
         Some(reason) => (STATUS_UNPARSED, Some(reason.clone())),
+        // Malformed but readable (a broken boundary, an unknown charset, an unusable Message-ID): stored
+        // as parsed, with what was wrong kept beside it so an agent sees why the mail may look odd.
+        None if !parsed.problems.is_empty() => {
+            let mut text = format!("malformed: {}", parsed.problems.join("; "));
+            if text.len() > MAX_PROBLEM_TEXT {
+                let mut end = MAX_PROBLEM_TEXT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push('…');
+            }
+            (STATUS_PARSED, Some(text))
+        }
         None => (STATUS_PARSED, None),
     }
 }
+
+/// Longest problem text kept with a message.
+const MAX_PROBLEM_TEXT: usize = 4096;
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>, IngestError> {
     serde_json::to_vec(value).map_err(|err| IngestError::Internal(err.to_string()))

@@ -175,12 +175,12 @@ async fn run_imap(sync: ImapSync, cancel: CancellationToken) {
         };
         failures = failures.saturating_add(1);
         let delay = backoff_delay(failures, sync.ingest.max_backoff);
-        warn!(mailbox = %sync.name, error = %err, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "mailbox sync failed");
+        warn!(mailbox = %sync.name, error = %err.report(), retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "mailbox sync failed");
         if let Err(store_err) = mailboxes::record_error(
             &sync.ingestor.store.db,
             sync.mailbox_id,
             err.status(),
-            &err.to_string(),
+            &err.report(),
         )
         .await
         {

@@ -104,7 +104,11 @@ impl Store {
                     .pragma("secure_delete", "ON")
             });
         } else {
-            options.max_connections(8);
+            // A server that is down (restarting) fails a pass within seconds, with the reason logged and
+            // retried by the mailbox's backoff, instead of hanging on the pool silently.
+            options
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10));
         }
         let db = Database::connect(options)
             .await

@@ -308,3 +308,24 @@ pub async fn count_messages(data: &Path) -> u64 {
     let _ = store.db.close().await;
     count
 }
+
+/// Every message of a folder as the server holds it now (raw bytes, in UID order).
+pub async fn server_messages(lab: &Lab, user: &str, folder: &str) -> Vec<Vec<u8>> {
+    server_messages_with(&lab.settings(user), folder).await
+}
+
+/// [`server_messages`] with explicit client settings (a private server, another port).
+pub async fn server_messages_with(settings: &ImapSettings, folder: &str) -> Vec<Vec<u8>> {
+    let mut client = ImapClient::connect(settings)
+        .await
+        .expect("connect to read the server's messages");
+    client.select(folder).await.expect("select");
+    let uids = client.uids_after(0).await.expect("uids");
+    let mut all = Vec::new();
+    for chunk in uids.chunks(50) {
+        let fetched = client.fetch_batch(chunk).await.expect("fetch");
+        all.extend(fetched.into_iter().map(|message| message.raw));
+    }
+    client.logout().await;
+    all
+}
