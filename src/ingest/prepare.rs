@@ -425,7 +425,7 @@ fn status_of(message: &RawMessage, parsed: &ParsedMessage) -> (&'static str, Opt
         // Malformed but readable (a broken boundary, an unknown charset, an unusable Message-ID): stored
         // as parsed, with what was wrong kept beside it so an agent sees why the mail may look odd.
         None if !parsed.problems.is_empty() => {
-            let mut text = format!("malformed: {}", parsed.problems.join("; "));
+            let mut text = format!("parse problems: {}", parsed.problems.join("; "));
             if text.len() > MAX_PROBLEM_TEXT {
                 let mut end = MAX_PROBLEM_TEXT;
                 while !text.is_char_boundary(end) {
