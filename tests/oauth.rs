@@ -626,3 +626,215 @@ async fn revocation_marks_needs_reauthorization_others_carry_on_and_authorize_re
     stop(shutdown, handle).await;
     store.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_authorize_stores_sealed_tokens_and_rotate_key_reseals_them() {
+    let (Some(lab), Some(provider)) = (common::lab(), provider()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in common::backends(dir.path()).await {
+        let data = dir.path().join(backend.name);
+        std::fs::create_dir_all(&data).expect("data dir");
+        let (client_id, _) = provider.client(3600, false).await;
+        let (folder, _) = fresh_folder(&lab, 1).await;
+        let table = oauth_mailbox(
+            &data,
+            &lab,
+            &provider,
+            "gmail",
+            &client_id,
+            &folder,
+            lab.imaps_port,
+            "oauthbearer",
+        );
+        let config = common::config(&data, &backend.url, &table);
+        let config_path = data.join("inboxd.toml");
+
+        // No daemon: the CLI listens for the redirect itself and stores the tokens.
+        let done = authorize_with_cli(&config_path, "gmail").await;
+        assert_eq!(done["state"], "authorized", "{}: {done}", backend.name);
+        assert_eq!(provider.stats(&client_id).await["code_exchanges"], 1);
+
+        let new_key = data.join("new.key");
+        common::cli_ok(
+            &config_path,
+            &["key", "generate", "--out", new_key.to_str().expect("path")],
+        );
+        let rotated = common::cli_json(
+            &config_path,
+            &[
+                "rotate-key",
+                "--new-key-file",
+                new_key.to_str().expect("path"),
+                "--json",
+            ],
+        );
+        assert_eq!(
+            rotated["resealed_oauth_grants"], 1,
+            "{}: {rotated}",
+            backend.name
+        );
+        let old_key = app::load_master_key(&config.key).expect("old key");
+        std::fs::copy(&new_key, data.join("master.key")).expect("switch to the new key");
+
+        let opened = app::open(&config).await.expect("open with the new key");
+        let row = mailboxes::by_name(&opened.store.db, "gmail")
+            .await
+            .expect("query")
+            .expect("row");
+        let grant = inboxd::store::oauth::get(&opened.store.db, row.id)
+            .await
+            .expect("query")
+            .expect("grant stored");
+        assert_eq!(grant.generation, 1);
+        assert!(inboxd::store::oauth::open_refresh(&old_key, &grant).is_err());
+        let refresh = inboxd::store::oauth::open_refresh(&opened.master, &grant)
+            .expect("opens under the new key");
+        let live = provider.stats(&client_id).await["refresh_tokens"].clone();
+        assert!(
+            live.as_array()
+                .is_some_and(|tokens| tokens.iter().any(|token| token == refresh.expose())),
+            "{live}"
+        );
+        // The access token from the code exchange is still fresh: the sync needs no refresh.
+        let sync = sync_of(&config, &opened, row.id);
+        let report = sync
+            .sync_once(&CancellationToken::new())
+            .await
+            .expect("sync with the authorized grant");
+        assert_eq!(report.stored, 1, "{}: {report:?}", backend.name);
+        assert_eq!(provider.stats(&client_id).await["refreshes"], 0);
+        opened.store.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn replies_are_submitted_with_xoauth2_and_oauthbearer_through_postfix_and_dovecot_sasl() {
+    let (Some(lab), Some(provider)) = (common::lab(), provider()) else {
+        return;
+    };
+    let Some(port) = std::env::var("INBOXD_TEST_SUBMISSION_PORT")
+        .ok()
+        .and_then(|port| port.parse::<u16>().ok())
+    else {
+        common::missing::<()>("the lab's Postfix submission port (INBOXD_TEST_SUBMISSION_PORT)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for mechanism in ["xoauth2", "oauthbearer"] {
+        let (client_id, refresh) = provider.client(3600, false).await;
+        let table = format!(
+            "{}[mailbox.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\nca_file = \"{}\"\noauth = true\n",
+            oauth_mailbox(
+                dir.path(),
+                &lab,
+                &provider,
+                "sender",
+                &client_id,
+                "INBOX",
+                lab.imaps_port,
+                mechanism
+            )
+            .replace(
+                "[mailbox.oauth]",
+                "address = \"support@inboxd.test\"\n[mailbox.oauth]"
+            ),
+            lab.ca_file.display()
+        );
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("{mechanism}.db")).display()
+        );
+        let config = common::config(dir.path(), &url, &table);
+        let outgoing = config.mailboxes[0].outgoing.clone().expect("smtp side");
+        let opened = app::open(&config).await.expect("open");
+        seed(&opened.store, &opened.master, &config, &refresh).await;
+        let id = mailboxes::by_name(&opened.store.db, "sender")
+            .await
+            .expect("query")
+            .expect("row")
+            .id;
+        let context = inboxd::ingest::imap_sync::OAuthContext {
+            db: &opened.store.db,
+            key: &opened.master,
+            mailbox_id: id,
+        };
+        let base =
+            inboxd::delivery::sender::smtp_settings("sender", &outgoing, Duration::from_secs(20))
+                .expect("settings");
+        let envelope = inboxd::delivery::smtp::Envelope {
+            mail_from: "support@inboxd.test".to_string(),
+            recipients: vec!["alice@inboxd.test".to_string()],
+            envelope_id: String::new(),
+        };
+        let dsn = inboxd::delivery::smtp::DsnRequest {
+            notify: Vec::new(),
+            ret_headers_only: true,
+        };
+        let raw = common::message(
+            &format!("{}@inboxd.test", common::unique("smtp-")),
+            "oauth reply",
+            "support@inboxd.test",
+            "hello",
+        );
+
+        // Without credentials the submission port refuses the recipient: the AUTH below is what counts.
+        let mut anonymous = base.clone();
+        anonymous.username = None;
+        anonymous.password = None;
+        let refused = inboxd::delivery::smtp::send(&anonymous, &envelope, &dsn, &raw)
+            .await
+            .expect("anonymous session");
+        assert!(refused.data.is_none(), "{mechanism}: {refused:?}");
+
+        let settings = inboxd::delivery::sender::with_oauth_token(
+            "sender",
+            &outgoing,
+            base.clone(),
+            &context,
+            None,
+        )
+        .await
+        .expect("token");
+        let outcome = inboxd::delivery::smtp::send(&settings, &envelope, &dsn, &raw)
+            .await
+            .expect("authenticated send");
+        assert!(
+            outcome.data.as_ref().is_some_and(|data| data.accepted),
+            "{mechanism}: {outcome:?}"
+        );
+
+        // A token the provider ended early is refused by the relay; a refreshed one is accepted.
+        provider
+            .control("expire", &json!({ "client_id": client_id }))
+            .await;
+        let error = inboxd::delivery::smtp::send(&settings, &envelope, &dsn, &raw)
+            .await
+            .expect_err("expired token refused");
+        assert!(error.is_auth(), "{mechanism}: {error}");
+        let used = settings.password.clone().map(Secret::new);
+        let renewed = inboxd::delivery::sender::with_oauth_token(
+            "sender",
+            &outgoing,
+            base,
+            &context,
+            used.as_ref(),
+        )
+        .await
+        .expect("refreshed token");
+        let outcome = inboxd::delivery::smtp::send(&renewed, &envelope, &dsn, &raw)
+            .await
+            .expect("send with the refreshed token");
+        assert!(
+            outcome.data.as_ref().is_some_and(|data| data.accepted),
+            "{mechanism}: {outcome:?}"
+        );
+        assert_eq!(
+            provider.stats(&client_id).await["refreshes"],
+            2,
+            "{mechanism}"
+        );
+        opened.store.close().await.expect("close");
+    }
+}
