@@ -86,6 +86,7 @@ impl Provider {
 }
 
 /// A `[[mailbox]]` table signing in to the lab's Dovecot at `port` with OAuth (generic provider).
+#[allow(clippy::too_many_arguments)]
 fn oauth_mailbox(
     dir: &Path,
     lab: &common::Lab,

@@ -613,4 +613,41 @@ mod tests {
         );
         assert!(message.contains("used twice"), "{message}");
     }
+
+    #[test]
+    fn oauth_mailbox_takes_the_preset_servers_and_refuses_a_password() {
+        let config = Config::from_toml(
+            "[[mailbox]]\nname = \"gmail\"\nkind = \"imap\"\nusername = \"s@example.com\"\naddress = \"s@example.com\"\n[mailbox.oauth]\nprovider = \"microsoft\"\nclient_id = \"abc\"\n[mailbox.smtp]\noauth = true\n",
+            None,
+        )
+        .expect("valid");
+        let mailbox = &config.mailboxes[0];
+        let super::MailboxSource::Imap(imap) = &mailbox.source else {
+            panic!("expected imap");
+        };
+        assert_eq!(
+            (imap.host.as_str(), imap.port),
+            ("outlook.office365.com", 993)
+        );
+        assert!(matches!(imap.password, super::PasswordSource::OAuth(_)));
+        let smtp = &mailbox.outgoing.as_ref().expect("smtp").smtp;
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("smtp.office365.com", 587, super::TlsSetting::StartTls)
+        );
+        assert_eq!(smtp.username.as_deref(), Some("s@example.com"));
+        assert!(mailbox.oauth().is_some());
+
+        let message = invalid(
+            "[[mailbox]]\nname = \"g\"\nkind = \"imap\"\nusername = \"u\"\npassword_file = \"/p\"\n[mailbox.oauth]\nprovider = \"google\"\nclient_id = \"c\"\n",
+        );
+        assert!(message.contains("remove the password"), "{message}");
+        let message = invalid(
+            "[[mailbox]]\nname = \"g\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_file = \"/p\"\naddress = \"a@b.c\"\n[mailbox.smtp]\nhost = \"h\"\noauth = true\n",
+        );
+        assert!(
+            message.contains("needs a [mailbox.oauth] table"),
+            "{message}"
+        );
+    }
 }
