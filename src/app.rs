@@ -202,6 +202,7 @@ pub async fn run(
         mailboxes: mailboxes.clone(),
         outbox_wake,
         sync_running: tokio::sync::Mutex::new(()),
+        authorizations: std::sync::Mutex::new(std::collections::HashMap::new()),
         cancel: api_cancel.clone(),
     });
     let api_task = start_api(&config, &opened.store, api_state, api_cancel.clone()).await;

@@ -326,6 +326,20 @@ pub enum MailboxAction {
         #[arg(long)]
         json: bool,
     },
+    /// Sign a mailbox with `[mailbox.oauth]` in to its provider: prints the URL to open, waits for the
+    /// provider's redirect on 127.0.0.1, stores the tokens sealed. Works with the daemon running or not.
+    Authorize {
+        name: String,
+        /// Loopback port of the redirect listener (default: the mailbox's `oauth.redirect_port`; 0 picks
+        /// a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Seconds to wait for the sign-in to finish.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Test a mailbox's connection (IMAP login and folders, or the Maildir; SMTP if set). Stores nothing.
     Test {
         name: String,

@@ -382,13 +382,40 @@ async fn mailbox_command(config: &Config, action: MailboxAction) -> anyhow::Resu
                 println!("mailbox {name} removed");
             }
         }
+        MailboxAction::Authorize {
+            name,
+            port,
+            timeout_secs,
+            json,
+        } => {
+            code = crate::commands_oauth::authorize_offline(
+                &store,
+                &master,
+                config,
+                &name,
+                port,
+                timeout_secs,
+                json,
+            )
+            .await?;
+        }
         MailboxAction::Test { name, json } => {
             let all = all_mailboxes(&store, &master, config).await?;
             let Some(mailbox) = all.into_iter().find(|m| m.name == name) else {
                 bail!("no mailbox named `{name}`; see `inboxd mailbox list`");
             };
-            let result =
-                crate::ingest::once::test_connection(&mailbox, config.ingest.network_timeout).await;
+            let row = mailboxes::by_name(&store.db, &name).await?;
+            let context = row.map(|row| crate::ingest::imap_sync::OAuthContext {
+                db: &store.db,
+                key: &master,
+                mailbox_id: row.id,
+            });
+            let result = crate::ingest::once::test_connection(
+                &mailbox,
+                config.ingest.network_timeout,
+                context.as_ref(),
+            )
+            .await;
             crate::commands_output::connection_test(&serde_json::to_value(&result)?, json);
             if !result.ok {
                 code = ExitCode::from(1);
@@ -578,16 +605,18 @@ async fn rotate_key(config: &Config, new_key_file: &Path, json: bool) -> anyhow:
         resealed += 1;
     }
     let holds = crate::purge::hold::reseal_mailbox_reasons(&store.db, &old_key, &new_key).await?;
+    let oauth_grants = crate::store::oauth::reseal(&store.db, &old_key, &new_key).await?;
     settings::set(&store.db, settings::KEY_CHECK, &new_key.check_value()).await?;
     store.close().await?;
     if json {
         crate::commands_output::json(&serde_json::json!({
             "rewrapped_data_keys": rewrapped, "resealed_mailboxes": resealed,
-            "resealed_hold_reasons": holds, "key_id": new_id, "key_file": new_key_file,
+            "resealed_hold_reasons": holds, "resealed_oauth_grants": oauth_grants,
+            "key_id": new_id, "key_file": new_key_file,
         }));
     } else {
         println!(
-            "re-wrapped {rewrapped} data keys, {resealed} mailbox settings and {holds} hold reasons under key {new_id}; now point key_file at {}",
+            "re-wrapped {rewrapped} data keys, {resealed} mailbox settings, {holds} hold reasons and {oauth_grants} oauth grants under key {new_id}; now point key_file at {}",
             new_key_file.display()
         );
     }

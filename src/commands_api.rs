@@ -464,6 +464,21 @@ async fn mailbox_call(
                 println!("mailbox {name} removed");
             }
         }
+        MailboxAction::Authorize {
+            name,
+            port,
+            timeout_secs,
+            json,
+        } => {
+            return crate::commands_oauth::authorize_through_daemon(
+                client,
+                &name,
+                port,
+                timeout_secs,
+                json,
+            )
+            .await;
+        }
         MailboxAction::Test { name, json } => {
             let value = client
                 .call(

@@ -13,6 +13,8 @@ static PURGED_CONVERSATIONS: AtomicU64 = AtomicU64::new(0);
 static PURGED_MESSAGES: AtomicU64 = AtomicU64::new(0);
 static PURGE_RUNS: AtomicU64 = AtomicU64::new(0);
 static SYNC_ERRORS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// OAuth token refreshes by (mailbox, outcome).
+static OAUTH_REFRESHES: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
 
 /// Upper bounds (seconds) of the search latency histogram buckets.
 const SEARCH_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -33,6 +35,15 @@ pub fn record_sync_error(mailbox: &str) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     *map.entry(mailbox.to_string()).or_insert(0) += 1;
+}
+
+/// An OAuth access-token refresh of a mailbox; `outcome` is `ok`, `invalid_grant` or `error`.
+pub fn record_oauth_refresh(mailbox: &str, outcome: &str) {
+    let mut map = OAUTH_REFRESHES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *map.entry((mailbox.to_string(), outcome.to_string()))
+        .or_insert(0) += 1;
 }
 
 /// A finished purge run that removed these many conversations and messages.
@@ -122,6 +133,34 @@ pub fn render(gauges: &Gauges) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP inboxd_mailbox_needs_reauthorization Whether the provider refused the mailbox's OAuth refresh token (1): run `inboxd mailbox authorize NAME`.\n# TYPE inboxd_mailbox_needs_reauthorization gauge"
+    );
+    for (mailbox, status) in &gauges.mailbox_status {
+        let refused = u8::from(status == "needs_reauthorization");
+        let _ = writeln!(
+            out,
+            "inboxd_mailbox_needs_reauthorization{{mailbox=\"{}\"}} {refused}",
+            label(mailbox)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP inboxd_oauth_refreshes_total OAuth access-token refreshes per mailbox and outcome.\n# TYPE inboxd_oauth_refreshes_total counter"
+    );
+    let refreshes = OAUTH_REFRESHES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for ((mailbox, outcome), count) in &refreshes {
+        let _ = writeln!(
+            out,
+            "inboxd_oauth_refreshes_total{{mailbox=\"{}\",outcome=\"{}\"}} {count}",
+            label(mailbox),
+            label(outcome)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP inboxd_outbox_queued Replies waiting to be sent (queued or retrying).\n# TYPE inboxd_outbox_queued gauge\ninboxd_outbox_queued {}",
         gauges.outbox_queued
     );
@@ -172,9 +211,13 @@ mod tests {
         record_search(Duration::from_millis(3));
         record_sync_error("quote\"d");
         record_purge(2, 5);
+        record_oauth_refresh("gmail", "ok");
         let text = render(&Gauges {
             outbox_queued: 4,
-            mailbox_status: vec![("support".to_string(), "ok".to_string())],
+            mailbox_status: vec![
+                ("support".to_string(), "ok".to_string()),
+                ("gmail".to_string(), "needs_reauthorization".to_string()),
+            ],
         });
         for series in [
             "inboxd_messages_ingested_total ",
@@ -183,6 +226,9 @@ mod tests {
             "inboxd_sync_errors_total{mailbox=\"quote\\\"d\"}",
             "inboxd_search_duration_seconds_bucket{le=\"+Inf\"}",
             "inboxd_purged_messages_total ",
+            "inboxd_mailbox_needs_reauthorization{mailbox=\"gmail\"} 1",
+            "inboxd_mailbox_needs_reauthorization{mailbox=\"support\"} 0",
+            "inboxd_oauth_refreshes_total{mailbox=\"gmail\",outcome=\"ok\"}",
         ] {
             assert!(text.contains(series), "{series} missing in\n{text}");
         }

@@ -9,9 +9,10 @@ source "$HERE/lib.sh"
 "$HERE/postfix/stop.sh"
 "$HERE/sink/stop.sh"
 "$HERE/dovecot/stop.sh"
+"$HERE/tools/oauth-stop.sh"
 rm -f "$TEST_ENV_FILE"
 rc=0
-for p in "$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT" "$SINK_PORT" "$PROXY_PORT" "$PROXY_CONTROL_PORT"; do
+for p in "$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SMTP_PORT" "$SINK_PORT" "$PROXY_PORT" "$PROXY_CONTROL_PORT" "$OAUTH_PORT" "$SUBMISSION_PORT"; do
   port_open "$p" && { echo "testlab: WARNING: 127.0.0.1:$p still answers (not this lab's process?)" >&2; rc=1; }
 done
 if [ "${1:-}" = "--wipe" ]; then

@@ -13,7 +13,7 @@ INFRA_ROOT="${INFRA_ROOT%/}"
 export INFRA_ROOT
 
 # Knobs saved by up.sh (one KEY=VALUE per line, raw value) fill in what the caller did not set.
-LAB_SAVED_KNOBS="INFRA_DOMAIN IMAP_PORT IMAPS_PORT LMTP_PORT SMTP_PORT SINK_PORT PROXY_PORT PROXY_CONTROL_PORT TEST_PASSWORD TEST_USERS SINK PROXY"
+LAB_SAVED_KNOBS="INFRA_DOMAIN IMAP_PORT IMAPS_PORT LMTP_PORT SMTP_PORT SINK_PORT PROXY_PORT PROXY_CONTROL_PORT OAUTH_PORT SUBMISSION_PORT TEST_PASSWORD TEST_USERS SINK PROXY OAUTH"
 if [ -f "$INFRA_ROOT/lab.env" ]; then
   while IFS='=' read -r _k _v; do
     case " $LAB_SAVED_KNOBS " in *" $_k "*) ;; *) continue ;; esac
@@ -32,6 +32,9 @@ export PROXY_PORT="${PROXY_PORT:-10994}"    # faultproxy in front of IMAPS
 # control port of faultproxy; FAULT_CONTROL_PORT is the shared lab's old name for it
 export PROXY_CONTROL_PORT="${PROXY_CONTROL_PORT:-${FAULT_CONTROL_PORT:-$((PROXY_PORT + 1))}}"
 export FAULT_CONTROL_PORT="$PROXY_CONTROL_PORT"
+export OAUTH_PORT="${OAUTH_PORT:-$((IMAP_PORT - 63))}"   # test OAuth2 provider (10080 by default)
+export SUBMISSION_PORT="${SUBMISSION_PORT:-$((SMTP_PORT + 562))}"  # Postfix smtpd with SASL through Dovecot (10587)
+export OAUTH="${OAUTH:-1}"                  # 0 = no test OAuth2 provider (Dovecot then offers no XOAUTH2/OAUTHBEARER)
 export TEST_PASSWORD="${TEST_PASSWORD:-secret}"
 export TEST_USERS="${TEST_USERS:-support alice bob}"
 export SINK="${SINK:-1}"                    # 0 = no SMTP sink (no aiosmtpd needed); mail to other domains then stays deferred

@@ -19,6 +19,10 @@ mkdir -p "$INFRA_ROOT"
 for k in $LAB_SAVED_KNOBS; do printf '%s=%s\n' "$k" "${!k}"; done > "$INFRA_ROOT/lab.env.tmp"
 mv "$INFRA_ROOT/lab.env.tmp" "$INFRA_ROOT/lab.env"
 
+if [ "$OAUTH" != 0 ]; then
+  "$HERE/tools/oauth-start.sh"
+  export OAUTH2_INTROSPECTION_URL="${OAUTH2_INTROSPECTION_URL:-http://127.0.0.1:$OAUTH_PORT/introspect}"
+else say "oauth server skipped (OAUTH=0)"; fi
 "$HERE/dovecot/start.sh"
 if [ "$SINK" != 0 ]; then "$HERE/sink/start.sh"; else say "sink skipped (SINK=0): mail to non-test domains stays deferred"; fi
 "$HERE/postfix/start.sh"
@@ -42,6 +46,10 @@ if [ "$PROXY" != 0 ]; then "$HERE/tools/faultproxy-start.sh"; else say "faultpro
   echo "export INBOXD_TEST_FAULT_SH='$HERE/dovecot/fault.sh'"
   echo "export INBOXD_TEST_FAKE_IMAP='$HERE/tools/fake_imap.py'"
   echo "export INBOXD_TEST_NOTIFY_HARNESS='$HERE/tools/notify_harness.py'"
+  echo "export INBOXD_TEST_SUBMISSION_PORT='$SUBMISSION_PORT'  # Postfix, STARTTLS required, SASL through Dovecot (XOAUTH2/OAUTHBEARER/PLAIN)"
+  if [ "$OAUTH" != 0 ]; then
+    echo "export INBOXD_TEST_OAUTH_URL='http://127.0.0.1:$OAUTH_PORT'  # tools/oauth_server.py: /token /authorize /introspect /control/*"
+  fi
   if [ "$SINK" != 0 ]; then
     echo "export INBOXD_TEST_SINK_PORT='$SINK_PORT'"
     echo "export INBOXD_TEST_SINK_DIR='$INFRA_ROOT/sink'  # <ms>-<n>.eml + index.jsonl"

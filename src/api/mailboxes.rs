@@ -380,7 +380,13 @@ pub async fn test(
             ApiError::NotFound(format!("mailbox `{name}` not found; see GET /v1/mailboxes"))
         })?;
     let timeout = state.ingest_config().await.network_timeout;
-    let result = crate::ingest::once::test_connection(&config, timeout).await;
+    let row = mailboxes::by_name(&state.store.db, &name).await?;
+    let context = row.map(|row| crate::ingest::imap_sync::OAuthContext {
+        db: &state.store.db,
+        key: &state.master,
+        mailbox_id: row.id,
+    });
+    let result = crate::ingest::once::test_connection(&config, timeout, context.as_ref()).await;
     audit::record(
         &state.store.db,
         &caller.actor(),

@@ -12,6 +12,7 @@ mod conversations;
 pub mod error;
 mod health;
 pub(crate) mod mailboxes;
+pub mod oauth;
 mod openapi;
 mod retention;
 pub(crate) mod search;
@@ -63,6 +64,9 @@ pub struct Shared {
     pub sync_running: tokio::sync::Mutex<()>,
     /// Cancelled at shutdown; long requests (sync) stop with it.
     pub cancel: CancellationToken,
+    /// OAuth authorizations started through the API, by mailbox name (written by their waiting tasks).
+    pub authorizations:
+        std::sync::Mutex<std::collections::HashMap<String, oauth::AuthorizationState>>,
 }
 
 impl std::ops::Deref for ApiState {
@@ -86,6 +90,23 @@ impl ApiState {
             crate::store::mailboxes::all_configs(&self.store.db, &self.master, &from_config)
                 .await?,
         )
+    }
+
+    /// The state of the last authorization of a mailbox started through the API.
+    pub fn authorizations(&self, name: &str) -> Option<oauth::AuthorizationState> {
+        self.authorizations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Records where an authorization stands.
+    pub fn set_authorization(&self, name: &str, state: oauth::AuthorizationState) {
+        self.authorizations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string(), state);
     }
 
     /// Current ingest settings.
@@ -165,6 +186,16 @@ pub fn routes() -> Vec<Route> {
             Method::POST,
             "/v1/mailboxes/{name}/test",
             post(mailboxes::test),
+        ),
+        route(
+            Method::POST,
+            "/v1/mailboxes/{name}/authorize",
+            post(oauth::start),
+        ),
+        route(
+            Method::GET,
+            "/v1/mailboxes/{name}/authorize",
+            get(oauth::status),
         ),
         route(Method::POST, "/v1/sync", post(mailboxes::sync)),
         route(Method::GET, "/v1/tokens", get(tokens::list)),

@@ -136,6 +136,8 @@ pub struct MailboxFile {
     pub display_name: Option<String>,
     /// `[mailbox.smtp]`: how replies are sent.
     pub smtp: Option<SmtpFile>,
+    /// `[mailbox.oauth]`: sign in with OAuth2 instead of a password.
+    pub oauth: Option<super::oauth::OAuthFile>,
 }
 
 /// `[mailbox.smtp]`
@@ -155,4 +157,6 @@ pub struct SmtpFile {
     pub insecure: Option<bool>,
     /// Envelope sender `local+tag@domain` so bounces name the message they belong to (default true).
     pub verp: Option<bool>,
+    /// Authenticate with the mailbox's OAuth2 token (`[mailbox.oauth]`) instead of a password.
+    pub oauth: Option<bool>,
 }

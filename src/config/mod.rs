@@ -1,6 +1,7 @@
 //! Configuration: `file` holds what serde reads, `validate` turns it into the [`Config`] the code uses and
 //! reports every bad key by name, `secrets` reads passwords from files or the environment.
 mod file;
+mod oauth;
 mod secrets;
 mod validate;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use file::ConfigFile;
+pub use oauth::{OAuthConfig, OAuthProvider, PresetServer, SaslMechanism, endpoint_is_safe};
 pub use secrets::{Secret, read_secret_env, read_secret_file};
 pub use validate::is_valid_name;
 
@@ -73,6 +75,9 @@ pub enum PasswordSource {
     Env(String),
     /// Stored sealed in the database (mailboxes added through the CLI/API).
     Stored(Secret),
+    /// No password: an OAuth2 access token (SASL XOAUTH2/OAUTHBEARER), from the mailbox's sealed refresh
+    /// token and these settings.
+    OAuth(Box<OAuthConfig>),
 }
 
 /// An IMAP account.
@@ -130,6 +135,28 @@ pub struct MailboxConfig {
     pub enabled: bool,
     /// Reply settings; `None` when the mailbox only receives.
     pub outgoing: Option<Outgoing>,
+}
+
+impl MailboxConfig {
+    /// The OAuth2 settings when the mailbox (its IMAP or its SMTP side) signs in with OAuth.
+    pub fn oauth(&self) -> Option<&OAuthConfig> {
+        let imap = match &self.source {
+            MailboxSource::Imap(ImapMailbox {
+                password: PasswordSource::OAuth(oauth),
+                ..
+            }) => Some(oauth.as_ref()),
+            _ => None,
+        };
+        let smtp = match self
+            .outgoing
+            .as_ref()
+            .and_then(|out| out.smtp.password.as_ref())
+        {
+            Some(PasswordSource::OAuth(oauth)) => Some(oauth.as_ref()),
+            _ => None,
+        };
+        imap.or(smtp)
+    }
 }
 
 /// Ingest tuning.

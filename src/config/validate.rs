@@ -8,8 +8,8 @@ use super::file::{ConfigFile, MailboxFile};
 use super::secrets::read_secret_env;
 use super::{
     AfterFetch, Config, ConfigError, ImapMailbox, IngestConfig, KeySource, LogFormat,
-    MailboxConfig, MailboxSource, OutboxConfig, Outgoing, PasswordSource, RetentionConfig,
-    SearchConfig, SmtpConfig, TlsSetting,
+    MailboxConfig, MailboxSource, OAuthConfig, OutboxConfig, Outgoing, PasswordSource,
+    RetentionConfig, SearchConfig, SmtpConfig, TlsSetting,
 };
 
 /// Default API address: loopback only.
@@ -199,6 +199,17 @@ fn validate_mailbox(
         return None;
     };
     let key = |field: &str| format!("mailbox `{name}` key `{field}`");
+    let oauth = match &file.oauth {
+        Some(oauth_file) => Some(super::oauth::validate_oauth(oauth_file, &key, problems)?),
+        None => None,
+    };
+    if oauth.is_some() && file.kind.as_deref() == Some("maildir") {
+        problems.push(format!(
+            "{}: a maildir mailbox has no server to sign in to",
+            key("oauth")
+        ));
+        return None;
+    }
     let source = match file.kind.as_deref() {
         Some("maildir") => match file.path.clone() {
             Some(path) => MailboxSource::Maildir { path },
@@ -207,7 +218,7 @@ fn validate_mailbox(
                 return None;
             }
         },
-        Some("imap") => MailboxSource::Imap(validate_imap(&file, &name, problems)?),
+        Some("imap") => MailboxSource::Imap(validate_imap(&file, &name, oauth.as_ref(), problems)?),
         other => {
             problems.push(format!(
                 "{}: expected `imap` or `maildir`, got `{}`",
@@ -217,7 +228,7 @@ fn validate_mailbox(
             return None;
         }
     };
-    let outgoing = validate_outgoing(&file, &name, problems);
+    let outgoing = validate_outgoing(&file, &name, oauth.as_ref(), problems);
     Some(MailboxConfig {
         name,
         source,
@@ -230,6 +241,7 @@ fn validate_mailbox(
 fn validate_outgoing(
     file: &MailboxFile,
     name: &str,
+    oauth: Option<&OAuthConfig>,
     problems: &mut Vec<String>,
 ) -> Option<Outgoing> {
     let key = |field: &str| format!("mailbox `{name}` key `{field}`");
@@ -261,11 +273,31 @@ fn validate_outgoing(
     };
     let smtp = smtp?;
     let before = problems.len();
-    let host = smtp.host.clone().unwrap_or_else(|| {
-        problems.push(format!("{}: needs a host", key("smtp.host")));
-        String::new()
-    });
+    let use_oauth = smtp.oauth.unwrap_or(false);
+    let smtp_oauth = match (use_oauth, oauth) {
+        (true, None) => {
+            problems.push(format!(
+                "{}: `oauth = true` needs a [mailbox.oauth] table",
+                key("smtp.oauth")
+            ));
+            None
+        }
+        (true, Some(oauth)) => Some(oauth),
+        (false, _) => None,
+    };
+    let preset = smtp_oauth.and_then(|oauth| oauth.provider.smtp_server());
+    let host = smtp
+        .host
+        .clone()
+        .or_else(|| preset.map(|server| server.host.to_string()))
+        .unwrap_or_else(|| {
+            problems.push(format!("{}: needs a host", key("smtp.host")));
+            String::new()
+        });
     let tls = match smtp.tls.as_deref() {
+        None if smtp.host.is_none() && preset.is_some() => {
+            preset.map_or(TlsSetting::Implicit, |server| server.tls)
+        }
         None | Some("implicit") => TlsSetting::Implicit,
         Some("starttls") => TlsSetting::StartTls,
         Some(other) => {
@@ -277,8 +309,9 @@ fn validate_outgoing(
         }
     };
     let insecure = smtp.insecure.unwrap_or(false);
-    let port = smtp.port.unwrap_or(match (tls, insecure) {
-        (TlsSetting::Implicit, false) => 465,
+    let port = smtp.port.unwrap_or(match (tls, insecure, preset) {
+        (_, false, Some(server)) if smtp.host.is_none() => server.port,
+        (TlsSetting::Implicit, false, _) => 465,
         _ => 587,
     });
     if smtp.password.is_some() {
@@ -287,11 +320,19 @@ fn validate_outgoing(
             key("smtp.password")
         ));
     }
-    let password = match (&smtp.password_file, &smtp.password_env) {
-        (Some(path), None) => Some(PasswordSource::File(path.clone())),
-        (None, Some(variable)) => Some(PasswordSource::Env(variable.clone())),
-        (None, None) => None,
-        (Some(_), Some(_)) => {
+    let password = match (&smtp.password_file, &smtp.password_env, smtp_oauth) {
+        (None, None, Some(oauth)) => Some(PasswordSource::OAuth(Box::new(oauth.clone()))),
+        (_, _, Some(_)) => {
+            problems.push(format!(
+                "{}: `oauth = true` signs in with a token; remove the password",
+                key("smtp.password_file")
+            ));
+            None
+        }
+        (Some(path), None, None) => Some(PasswordSource::File(path.clone())),
+        (None, Some(variable), None) => Some(PasswordSource::Env(variable.clone())),
+        (None, None, None) => None,
+        (Some(_), Some(_), None) => {
             problems.push(format!(
                 "{}: set only one of `password_file` or `password_env`",
                 key("smtp.password_file")
@@ -299,7 +340,12 @@ fn validate_outgoing(
             None
         }
     };
-    if password.is_some() != smtp.username.is_some() {
+    // With OAuth the user defaults to the IMAP login (the account the token belongs to).
+    let username = smtp
+        .username
+        .clone()
+        .or_else(|| smtp_oauth.and(file.username.clone()));
+    if password.is_some() != username.is_some() {
         problems.push(format!(
             "{}: `username` and a password go together",
             key("smtp.username")
@@ -315,7 +361,7 @@ fn validate_outgoing(
             host,
             port,
             tls,
-            username: smtp.username.clone(),
+            username,
             password,
             ca_file: smtp.ca_file.clone(),
             insecure,
@@ -338,14 +384,22 @@ fn looks_like_address(address: &str) -> bool {
 fn validate_imap(
     file: &MailboxFile,
     name: &str,
+    oauth: Option<&OAuthConfig>,
     problems: &mut Vec<String>,
 ) -> Option<ImapMailbox> {
     let key = |field: &str| format!("mailbox `{name}` key `{field}`");
     let before = problems.len();
-    let host = file.host.clone().unwrap_or_else(|| {
-        problems.push(format!("{}: an imap mailbox needs a host", key("host")));
-        String::new()
-    });
+    let preset = oauth
+        .and_then(|oauth| oauth.provider.imap_server())
+        .filter(|_| file.host.is_none());
+    let host = file
+        .host
+        .clone()
+        .or_else(|| preset.map(|server| server.host.to_string()))
+        .unwrap_or_else(|| {
+            problems.push(format!("{}: an imap mailbox needs a host", key("host")));
+            String::new()
+        });
     let username = file.username.clone().unwrap_or_else(|| {
         problems.push(format!(
             "{}: an imap mailbox needs a username",
@@ -354,7 +408,8 @@ fn validate_imap(
         String::new()
     });
     let tls = match file.tls.as_deref() {
-        None | Some("implicit") => TlsSetting::Implicit,
+        None => preset.map_or(TlsSetting::Implicit, |server| server.tls),
+        Some("implicit") => TlsSetting::Implicit,
         Some("starttls") => TlsSetting::StartTls,
         Some(other) => {
             problems.push(format!(
@@ -365,8 +420,9 @@ fn validate_imap(
         }
     };
     let insecure = file.insecure.unwrap_or(false);
-    let port = file.port.unwrap_or(match (tls, insecure) {
-        (TlsSetting::Implicit, false) => 993,
+    let port = file.port.unwrap_or(match (tls, insecure, preset) {
+        (_, false, Some(server)) => server.port,
+        (TlsSetting::Implicit, false, _) => 993,
         _ => 143,
     });
     if file.password.is_some() {
@@ -375,9 +431,17 @@ fn validate_imap(
             key("password")
         ));
     }
-    let password = match (&file.password_file, &file.password_env) {
-        (Some(path), None) => PasswordSource::File(path.clone()),
-        (None, Some(variable)) => {
+    let password = match (&file.password_file, &file.password_env, oauth) {
+        (None, None, Some(oauth)) => PasswordSource::OAuth(Box::new(oauth.clone())),
+        (_, _, Some(_)) => {
+            problems.push(format!(
+                "{}: a mailbox with [mailbox.oauth] signs in with a token; remove the password",
+                key("password_file")
+            ));
+            PasswordSource::Env(String::new())
+        }
+        (Some(path), None, None) => PasswordSource::File(path.clone()),
+        (None, Some(variable), None) => {
             if let Err(err) = read_secret_env(&key("password_env"), variable) {
                 problems.push(err.to_string());
             }
@@ -548,5 +612,42 @@ mod tests {
             "[[mailbox]]\nname = \"a\"\nkind = \"maildir\"\npath = \"/m\"\n[[mailbox]]\nname = \"a\"\nkind = \"maildir\"\npath = \"/n\"\n",
         );
         assert!(message.contains("used twice"), "{message}");
+    }
+
+    #[test]
+    fn oauth_mailbox_takes_the_preset_servers_and_refuses_a_password() {
+        let config = Config::from_toml(
+            "[[mailbox]]\nname = \"gmail\"\nkind = \"imap\"\nusername = \"s@example.com\"\naddress = \"s@example.com\"\n[mailbox.oauth]\nprovider = \"microsoft\"\nclient_id = \"abc\"\n[mailbox.smtp]\noauth = true\n",
+            None,
+        )
+        .expect("valid");
+        let mailbox = &config.mailboxes[0];
+        let super::MailboxSource::Imap(imap) = &mailbox.source else {
+            panic!("expected imap");
+        };
+        assert_eq!(
+            (imap.host.as_str(), imap.port),
+            ("outlook.office365.com", 993)
+        );
+        assert!(matches!(imap.password, super::PasswordSource::OAuth(_)));
+        let smtp = &mailbox.outgoing.as_ref().expect("smtp").smtp;
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("smtp.office365.com", 587, super::TlsSetting::StartTls)
+        );
+        assert_eq!(smtp.username.as_deref(), Some("s@example.com"));
+        assert!(mailbox.oauth().is_some());
+
+        let message = invalid(
+            "[[mailbox]]\nname = \"g\"\nkind = \"imap\"\nusername = \"u\"\npassword_file = \"/p\"\n[mailbox.oauth]\nprovider = \"google\"\nclient_id = \"c\"\n",
+        );
+        assert!(message.contains("remove the password"), "{message}");
+        let message = invalid(
+            "[[mailbox]]\nname = \"g\"\nkind = \"imap\"\nhost = \"h\"\nusername = \"u\"\npassword_file = \"/p\"\naddress = \"a@b.c\"\n[mailbox.smtp]\nhost = \"h\"\noauth = true\n",
+        );
+        assert!(
+            message.contains("needs a [mailbox.oauth] table"),
+            "{message}"
+        );
     }
 }

@@ -13,10 +13,12 @@ use super::outbox::{self, Wake, state};
 use super::smtp::{self, DsnRequest, Envelope, Notify, RecipientResult, SmtpSettings, SmtpTls};
 use super::{DeliveryError, envelope_tag, event, verp_sender};
 use crate::config::{
-    OutboxConfig, Outgoing, PasswordSource, TlsSetting, read_secret_env, read_secret_file,
+    OutboxConfig, Outgoing, PasswordSource, Secret, TlsSetting, read_secret_env, read_secret_file,
 };
 use crate::ingest::commit::Ingestor;
+use crate::ingest::imap_sync::OAuthContext;
 use crate::ingest::supervisor::MailboxSet;
+use crate::oauth::sasl::AuthMechanism;
 use crate::store::entities::{mailbox, message, outbox as outbox_rows};
 use crate::store::read;
 
@@ -40,6 +42,7 @@ pub fn smtp_settings(
     timeout: Duration,
 ) -> Result<SmtpSettings, DeliveryError> {
     let key = format!("mailbox `{name}` smtp password");
+    let mut auth = AuthMechanism::Password;
     let password = match &outgoing.smtp.password {
         Some(PasswordSource::File(path)) => {
             Some(read_secret_file(&key, path).map_err(crate::ingest::IngestError::from)?)
@@ -48,6 +51,11 @@ pub fn smtp_settings(
             Some(read_secret_env(&key, variable).map_err(crate::ingest::IngestError::from)?)
         }
         Some(PasswordSource::Stored(secret)) => Some(secret.clone()),
+        // Filled in by `with_oauth_token`.
+        Some(PasswordSource::OAuth(oauth)) => {
+            auth = oauth.mechanism.into();
+            Some(Secret::new(String::new()))
+        }
         None => None,
     };
     let smtp = &outgoing.smtp;
@@ -61,11 +69,63 @@ pub fn smtp_settings(
         },
         username: smtp.username.clone(),
         password: password.map(|secret| secret.expose().to_string()),
+        auth,
         ca_file: smtp.ca_file.clone(),
         insecure: smtp.insecure,
         timeout,
         helo_name: super::compose::domain_of(&outgoing.address).to_string(),
     })
+}
+
+/// Puts an OAuth2 access token into the settings of a mailbox whose SMTP side signs in with OAuth (a
+/// new one if `rejected` was refused); other settings pass through unchanged.
+pub async fn with_oauth_token(
+    name: &str,
+    outgoing: &Outgoing,
+    mut settings: SmtpSettings,
+    context: &OAuthContext<'_>,
+    rejected: Option<&Secret>,
+) -> Result<SmtpSettings, DeliveryError> {
+    let Some(PasswordSource::OAuth(oauth)) = &outgoing.smtp.password else {
+        return Ok(settings);
+    };
+    let source = crate::oauth::TokenSource {
+        db: context.db,
+        key: context.key,
+        mailbox_id: context.mailbox_id,
+        mailbox: name,
+        oauth,
+    };
+    let token = source
+        .access_token(rejected)
+        .await
+        .map_err(crate::ingest::IngestError::from)?;
+    settings.password = Some(token.expose().to_string());
+    Ok(settings)
+}
+
+/// Submits through the mailbox's relay; an OAuth token the relay refuses is refreshed and the
+/// submission tried once more (the refusal comes before `MAIL FROM`, so nothing was sent yet).
+async fn send_with_credentials(
+    name: &str,
+    outgoing: &Outgoing,
+    settings: SmtpSettings,
+    context: &OAuthContext<'_>,
+    submission: (&Envelope, &DsnRequest, &[u8]),
+) -> Result<Result<smtp::SendOutcome, smtp::SmtpError>, DeliveryError> {
+    let (envelope, dsn, raw) = submission;
+    let settings = with_oauth_token(name, outgoing, settings, context, None).await?;
+    let first = smtp::send(&settings, envelope, dsn, raw).await;
+    let oauth = matches!(outgoing.smtp.password, Some(PasswordSource::OAuth(_)));
+    match first {
+        Err(err) if oauth && err.is_auth() => {
+            let used = settings.password.clone().map(Secret::new);
+            let settings =
+                with_oauth_token(name, outgoing, settings, context, used.as_ref()).await?;
+            Ok(smtp::send(&settings, envelope, dsn, raw).await)
+        }
+        other => Ok(other),
+    }
 }
 
 /// Instance setting recording that a mailbox's relay advertised DSN (RFC 3461).
@@ -189,7 +249,31 @@ impl Sender {
             notify: vec![Notify::Success, Notify::Failure, Notify::Delay],
             ret_headers_only: true,
         };
-        match smtp::send(&settings, &envelope, &dsn, &raw).await {
+        let context = OAuthContext {
+            db,
+            key: master,
+            mailbox_id: mailbox_row.id,
+        };
+        let sent = send_with_credentials(
+            &mailbox_row.name,
+            &outgoing,
+            settings,
+            &context,
+            (&envelope, &dsn, &raw),
+        )
+        .await;
+        let sent = match sent {
+            Ok(sent) => sent,
+            // No token (revoked grant, provider down): the rows wait as a temporary failure; a
+            // revoked grant is shown on the mailbox as needs_reauthorization by its IMAP side.
+            Err(err) => {
+                warn!(message = %row.id, error = %err, "no credentials for sending");
+                return self
+                    .settle_all(&row, &rows, Err((true, err.to_string())))
+                    .await;
+            }
+        };
+        match sent {
             Ok(outcome) => {
                 if outcome.dsn_supported {
                     crate::store::settings::set(db, &dsn_key(&mailbox_row.name), "1").await?;

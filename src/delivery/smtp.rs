@@ -49,8 +49,10 @@ pub struct SmtpSettings {
     pub tls: SmtpTls,
     /// SASL user name; AUTH is used only when both this and `password` are set.
     pub username: Option<String>,
-    /// SASL password; hidden from `Debug`.
+    /// SASL password, or the OAuth2 access token when `auth` is an OAuth mechanism; hidden from `Debug`.
     pub password: Option<String>,
+    /// `AUTH PLAIN`/`LOGIN` with a password, or `AUTH XOAUTH2`/`OAUTHBEARER` with an access token.
+    pub auth: crate::oauth::sasl::AuthMechanism,
     /// PEM file with the CA certificate(s) to trust instead of the system roots.
     pub ca_file: Option<PathBuf>,
     /// Allows [`SmtpTls::Plain`] (and with it AUTH in clear text). Certificates are still
@@ -71,6 +73,7 @@ impl fmt::Debug for SmtpSettings {
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("auth", &self.auth)
             .field("ca_file", &self.ca_file)
             .field("insecure", &self.insecure)
             .field("timeout", &self.timeout)

@@ -78,6 +78,14 @@ fn validate(settings: &ImapSettings) -> Result<(), ImapError> {
             "password contains a line break".to_owned(),
         ));
     }
+    if settings.auth.sasl_name().is_some()
+        && !(crate::oauth::sasl::is_clean(&settings.password)
+            && crate::oauth::sasl::is_clean(&settings.username))
+    {
+        return Err(ImapError::Config(
+            "access token or username contains a control character".to_owned(),
+        ));
+    }
     Ok(())
 }
 
@@ -188,10 +196,64 @@ async fn login(
     client: Client<Transport>,
     settings: &ImapSettings,
 ) -> Result<(async_imap::Session<Transport>, Option<Capabilities>), ImapError> {
+    if let Some(response) = settings.auth.initial_response(
+        &settings.username,
+        &settings.host,
+        settings.port,
+        &settings.password,
+    ) {
+        return authenticate(client, settings, response).await;
+    }
     let operation = "login";
     let attempt = client.login_with_capabilities(&settings.username, &settings.password);
     match tokio::time::timeout(settings.timeout, attempt).await {
         Ok(Ok(logged_in)) => Ok(logged_in),
+        Ok(Err((async_imap::error::Error::No(detail), _))) if !is_temporary_response(&detail) => {
+            Err(ImapError::Auth {
+                user: settings.username.clone(),
+                host: settings.host.clone(),
+            })
+        }
+        Ok(Err((error, _))) => Err(ImapError::from_imap(operation, error)),
+        Err(_) => Err(ImapError::Timeout {
+            operation,
+            after: settings.timeout,
+        }),
+    }
+}
+
+/// Answers the server's continuation: the first time with the SASL initial response, after that (the
+/// server's JSON error challenge, RFC 7628 §3.2.3) with an empty response so it sends its final `NO`.
+struct BearerAuthenticator {
+    response: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl async_imap::Authenticator for BearerAuthenticator {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Self::Response {
+        self.response
+            .take()
+            .map(|response| response.to_vec())
+            .unwrap_or_default()
+    }
+}
+
+/// `AUTHENTICATE XOAUTH2` / `OAUTHBEARER` (RFC 3501 §6.2.2, RFC 7628) with an access token. A `NO` is an
+/// authentication failure (expired or revoked token) unless marked temporary, like for `LOGIN`.
+async fn authenticate(
+    client: Client<Transport>,
+    settings: &ImapSettings,
+    response: zeroize::Zeroizing<Vec<u8>>,
+) -> Result<(async_imap::Session<Transport>, Option<Capabilities>), ImapError> {
+    let operation = "authenticate";
+    let mechanism = settings.auth.sasl_name().unwrap_or("XOAUTH2");
+    let authenticator = BearerAuthenticator {
+        response: Some(response),
+    };
+    let attempt = client.authenticate(mechanism, authenticator);
+    match tokio::time::timeout(settings.timeout, attempt).await {
+        Ok(Ok(session)) => Ok((session, None)),
         Ok(Err((async_imap::error::Error::No(detail), _))) if !is_temporary_response(&detail) => {
             Err(ImapError::Auth {
                 user: settings.username.clone(),
@@ -230,6 +292,7 @@ mod tests {
             tls,
             username: "user".to_owned(),
             password: "hunter2".to_owned(),
+            auth: crate::oauth::sasl::AuthMechanism::Password,
             ca_file: None,
             insecure,
             timeout: Duration::from_secs(5),

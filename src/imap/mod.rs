@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::ImapClient;
+pub(crate) use transport::tls_connector;
 
 /// How the connection to the IMAP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +54,11 @@ pub struct ImapSettings {
     pub tls: TlsMode,
     /// Login user name (may be shown in errors and logs).
     pub username: String,
-    /// Login password; never logged and hidden from `Debug`.
+    /// Login password, or the OAuth2 access token when `auth` is an OAuth mechanism; never logged and
+    /// hidden from `Debug`.
     pub password: String,
+    /// `LOGIN` with a password, or `AUTHENTICATE XOAUTH2`/`OAUTHBEARER` with an access token.
+    pub auth: crate::oauth::sasl::AuthMechanism,
     /// PEM file with the CA certificates to trust instead of the system roots.
     pub ca_file: Option<PathBuf>,
     /// Allows [`TlsMode::Plain`]; certificate verification is never switched off.
@@ -71,6 +75,7 @@ impl fmt::Debug for ImapSettings {
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("auth", &self.auth)
             .field("ca_file", &self.ca_file)
             .field("insecure", &self.insecure)
             .field("timeout", &self.timeout)

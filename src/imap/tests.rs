@@ -82,6 +82,7 @@ impl Lab {
             tls,
             username: format!("{user}@inboxd.test"),
             password: self.password.clone(),
+            auth: crate::oauth::sasl::AuthMechanism::Password,
             ca_file: Some(self.ca_file.clone()),
             insecure: false,
             timeout: TIMEOUT,

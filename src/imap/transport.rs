@@ -72,7 +72,7 @@ static SYSTEM_ROOTS: OnceCell<Arc<RootCertStore>> = OnceCell::const_new();
 
 /// Builds the TLS connector: trusts only the PEM certificates in `ca_file` when given, the
 /// system roots otherwise. Uses the ring provider explicitly so no process-wide default is needed.
-pub(super) async fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, ImapError> {
+pub(crate) async fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, ImapError> {
     let roots = match ca_file {
         Some(path) => Arc::new(roots_from_pem_file(path).await?),
         None => SYSTEM_ROOTS

@@ -10,9 +10,10 @@ use uuid::Uuid;
 use super::commit::Ingestor;
 use super::{IngestError, Origin, RawMessage, SyncReport};
 use crate::config::{
-    AfterFetch, ImapMailbox, IngestConfig, PasswordSource, TlsSetting, read_secret_file,
+    AfterFetch, ImapMailbox, IngestConfig, PasswordSource, Secret, TlsSetting, read_secret_file,
 };
 use crate::imap::{FetchedMessage, IdleOutcome, ImapClient, ImapSettings, TlsMode};
+use crate::oauth::sasl::AuthMechanism;
 use crate::store::folders::{self, Checkpoint};
 
 /// IDLE is re-issued well before the 29 minutes after which servers may drop it (RFC 2177).
@@ -64,19 +65,25 @@ struct Batch {
 }
 
 /// Builds the client settings, reading the password from its file or variable now so a rotated secret is
-/// picked up at the next connection.
+/// picked up at the next connection. For an OAuth account the password is empty: [`connect_account`]
+/// puts the access token in.
 pub fn client_settings(
     name: &str,
     account: &ImapMailbox,
     timeout: Duration,
 ) -> Result<ImapSettings, IngestError> {
     let key = format!("mailbox `{name}` password");
-    let password = match &account.password {
-        PasswordSource::File(path) => read_secret_file(&key, path)?,
-        PasswordSource::Env(variable) => crate::config::read_secret_env(&key, variable)?,
-        PasswordSource::Stored(secret) => secret.clone(),
+    let (password, auth) = match &account.password {
+        PasswordSource::File(path) => (read_secret_file(&key, path)?, AuthMechanism::Password),
+        PasswordSource::Env(variable) => (
+            crate::config::read_secret_env(&key, variable)?,
+            AuthMechanism::Password,
+        ),
+        PasswordSource::Stored(secret) => (secret.clone(), AuthMechanism::Password),
+        PasswordSource::OAuth(oauth) => (Secret::new(String::new()), oauth.mechanism.into()),
     };
     Ok(ImapSettings {
+        auth,
         host: account.host.clone(),
         port: account.port,
         tls: match (account.insecure, account.tls) {
@@ -92,11 +99,66 @@ pub fn client_settings(
     })
 }
 
+/// What an OAuth account needs to get its access token.
+pub struct OAuthContext<'a> {
+    pub db: &'a sea_orm::DatabaseConnection,
+    pub key: &'a crate::crypto::MasterKey,
+    pub mailbox_id: Uuid,
+}
+
+/// Connects and logs in with the account's password, or with an OAuth2 access token: the cached one, or
+/// a fresh one when it is about to expire; when the server refuses it (revoked or expired early), once
+/// more with a newly refreshed token.
+pub async fn connect_account(
+    name: &str,
+    account: &ImapMailbox,
+    timeout: Duration,
+    oauth_context: Option<&OAuthContext<'_>>,
+) -> Result<ImapClient, IngestError> {
+    let mut settings = client_settings(name, account, timeout)?;
+    let PasswordSource::OAuth(oauth) = &account.password else {
+        return Ok(ImapClient::connect(&settings).await?);
+    };
+    let Some(context) = oauth_context else {
+        return Err(IngestError::Internal(
+            "an oauth mailbox needs its stored tokens".to_string(),
+        ));
+    };
+    let source = crate::oauth::TokenSource {
+        db: context.db,
+        key: context.key,
+        mailbox_id: context.mailbox_id,
+        mailbox: name,
+        oauth,
+    };
+    let token = source.access_token(None).await?;
+    settings.password = token.expose().to_string();
+    match ImapClient::connect(&settings).await {
+        Err(err) if err.is_auth() => {
+            debug!(mailbox = %name, "access token refused; refreshing and retrying once");
+            let fresh = source.access_token(Some(&token)).await?;
+            settings.password = fresh.expose().to_string();
+            Ok(ImapClient::connect(&settings).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
 impl ImapSync {
     /// Connects and logs in.
     pub async fn connect(&self) -> Result<ImapClient, IngestError> {
-        let settings = client_settings(&self.name, &self.account, self.ingest.network_timeout)?;
-        Ok(ImapClient::connect(&settings).await?)
+        let context = OAuthContext {
+            db: &self.ingestor.store.db,
+            key: self.ingestor.master(),
+            mailbox_id: self.mailbox_id,
+        };
+        connect_account(
+            &self.name,
+            &self.account,
+            self.ingest.network_timeout,
+            Some(&context),
+        )
+        .await
     }
 
     /// One pass over every folder, then logout.

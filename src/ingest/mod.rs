@@ -55,6 +55,8 @@ pub enum IngestError {
     Maildir { path: String, message: String },
     #[error("secret: {0}")]
     Secret(#[from] crate::config::ConfigError),
+    #[error("oauth: {0}")]
+    OAuth(#[from] crate::oauth::OAuthError),
     #[error("shutting down")]
     Cancelled,
     #[error("internal: {0}")]
@@ -68,6 +70,7 @@ impl IngestError {
             IngestError::Imap(err) => err.is_transient(),
             IngestError::Store(err) => err.is_transient(),
             IngestError::Maildir { .. } => true,
+            IngestError::OAuth(err) => err.is_transient(),
             _ => false,
         }
     }
@@ -90,6 +93,11 @@ impl IngestError {
         }
     }
 
+    /// Whether only an admin's `mailbox authorize` can make the mailbox work again.
+    pub fn needs_reauthorization(&self) -> bool {
+        matches!(self, IngestError::OAuth(err) if err.needs_reauthorization())
+    }
+
     /// Short status word for the mailbox status view.
     pub fn status(&self) -> &'static str {
         if self.is_disk_full() {
@@ -101,6 +109,12 @@ impl IngestError {
             IngestError::Imap(_) => "unreachable",
             IngestError::Store(_) => "store_failed",
             IngestError::Secret(_) => "config_error",
+            IngestError::OAuth(err) if err.needs_reauthorization() => {
+                crate::oauth::NEEDS_REAUTHORIZATION
+            }
+            IngestError::OAuth(err) if err.is_transient() => "unreachable",
+            IngestError::OAuth(crate::oauth::OAuthError::Secret(_)) => "config_error",
+            IngestError::OAuth(_) => "auth_failed",
             _ => "error",
         }
     }

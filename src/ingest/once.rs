@@ -7,10 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::SyncReport;
 use super::commit::Ingestor;
-use super::imap_sync::{ImapSync, client_settings};
+use super::imap_sync::{ImapSync, OAuthContext, connect_account};
 use super::maildir::MaildirSync;
 use crate::config::{IngestConfig, MailboxConfig, MailboxSource};
-use crate::imap::ImapClient;
 use crate::store::StoreError;
 use crate::store::mailboxes::{self, ORIGIN_ADMIN};
 
@@ -107,7 +106,11 @@ fn result(check: &str, outcome: Result<String, String>) -> CheckResult {
 }
 
 /// Connects to the mailbox's source (login, each folder) and its SMTP relay if it has one; stores nothing.
-pub async fn test_connection(mailbox: &MailboxConfig, timeout: Duration) -> ConnectionTest {
+pub async fn test_connection(
+    mailbox: &MailboxConfig,
+    timeout: Duration,
+    oauth_context: Option<&OAuthContext<'_>>,
+) -> ConnectionTest {
     let mut checks = Vec::new();
     match &mailbox.source {
         MailboxSource::Maildir { path } => {
@@ -127,12 +130,9 @@ pub async fn test_connection(mailbox: &MailboxConfig, timeout: Duration) -> Conn
             ));
         }
         MailboxSource::Imap(account) => {
-            let connected = match client_settings(&mailbox.name, account, timeout) {
-                Ok(settings) => ImapClient::connect(&settings)
-                    .await
-                    .map_err(|err| err.to_string()),
-                Err(err) => Err(err.to_string()),
-            };
+            let connected = connect_account(&mailbox.name, account, timeout, oauth_context)
+                .await
+                .map_err(|err| err.to_string());
             match connected {
                 Ok(mut client) => {
                     checks.push(result(
@@ -154,8 +154,21 @@ pub async fn test_connection(mailbox: &MailboxConfig, timeout: Duration) -> Conn
         }
     }
     if let Some(outgoing) = &mailbox.outgoing {
-        let outcome = match crate::delivery::sender::smtp_settings(&mailbox.name, outgoing, timeout)
-        {
+        let settings = crate::delivery::sender::smtp_settings(&mailbox.name, outgoing, timeout);
+        let settings = match (settings, oauth_context) {
+            (Ok(settings), Some(context)) => {
+                crate::delivery::sender::with_oauth_token(
+                    &mailbox.name,
+                    outgoing,
+                    settings,
+                    context,
+                    None,
+                )
+                .await
+            }
+            (settings, _) => settings,
+        };
+        let outcome = match settings {
             Ok(settings) => crate::delivery::smtp::check(&settings)
                 .await
                 .map(|()| format!("{}:{}", outgoing.smtp.host, outgoing.smtp.port))

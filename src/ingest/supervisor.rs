@@ -186,9 +186,37 @@ async fn run_imap(sync: ImapSync, cancel: CancellationToken) {
         {
             warn!(mailbox = %sync.name, error = %store_err, "cannot record mailbox error");
         }
+        if err.needs_reauthorization() {
+            // Retrying cannot help and would only hammer the provider: wait for an admin's
+            // `mailbox authorize`, which marks the stored grant authorized again.
+            if !wait_for_reauthorization(&sync, &cancel).await {
+                return;
+            }
+            info!(mailbox = %sync.name, "mailbox re-authorized; reconnecting");
+            failures = 0;
+            continue;
+        }
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// How often a mailbox waiting for re-authorization looks at its stored grant (a database read only).
+const REAUTHORIZATION_CHECK: Duration = Duration::from_secs(2);
+
+/// Waits until the mailbox's OAuth grant is usable again; false when cancelled first.
+async fn wait_for_reauthorization(sync: &ImapSync, cancel: &CancellationToken) -> bool {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(REAUTHORIZATION_CHECK) => {}
+        }
+        match crate::store::oauth::get(&sync.ingestor.store.db, sync.mailbox_id).await {
+            Ok(Some(row)) if row.state == crate::store::oauth::STATE_AUTHORIZED => return true,
+            Ok(_) => {}
+            Err(err) => warn!(mailbox = %sync.name, error = %err, "cannot read the oauth grant"),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod folders;
 pub mod mailboxes;
 pub mod messages;
 pub mod notes;
+pub mod oauth;
 pub mod read;
 pub mod settings;
 pub mod threads;

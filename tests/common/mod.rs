@@ -95,6 +95,7 @@ impl Lab {
             tls: TlsMode::Implicit,
             username: self.user(user),
             password: self.password.clone(),
+            auth: inboxd::oauth::sasl::AuthMechanism::Password,
             ca_file: Some(self.ca_file.clone()),
             insecure: false,
             timeout: Duration::from_secs(30),

@@ -134,6 +134,13 @@ protocol lmtp {
 service anvil {
   chroot =
 }
+# Postfix's submission listener (postfix/start.sh, SUBMISSION_PORT) authenticates SMTP clients through this
+# socket, so SMTP AUTH accepts exactly what IMAP does (PLAIN, LOGIN and, with OAuth, XOAUTH2/OAUTHBEARER).
+service auth {
+  unix_listener auth-postfix {
+    mode = 0666
+  }
+}
 CONF
 
 # GOTCHA: the dovecot master keeps the caller's stdio open; without the redirects a caller piping our output

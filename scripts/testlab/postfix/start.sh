@@ -19,10 +19,12 @@ R="$INFRA_ROOT/postfix"
 PIDF="$R/spool/pid/master.pid"
 PID=$(read_pid "$PIDF")
 if pid_exe_is "$PID" "/usr/lib/postfix/sbin/master"; then
+  port_open "$SUBMISSION_PORT" || die "postfix pid $PID runs but 127.0.0.1:$SUBMISSION_PORT does not answer (port changed? run down.sh first)"
   port_open "$SMTP_PORT" || die "postfix pid $PID runs but 127.0.0.1:$SMTP_PORT does not answer (port changed? run down.sh first)"
   say "postfix already running (pid $PID)"; exit 0
 fi
 port_free_or_die "$SMTP_PORT" smtp SMTP_PORT
+port_free_or_die "$SUBMISSION_PORT" submission SUBMISSION_PORT
 command -v postfix >/dev/null || die "postfix not installed (run install.sh)"
 CERT="$INFRA_ROOT/dovecot/tls/cert.pem"; KEY="$INFRA_ROOT/dovecot/tls/key.pem"
 [ -s "$CERT" ] || die "run dovecot/start.sh first (it makes the TLS certificate Postfix reuses)"
@@ -85,6 +87,15 @@ CONF
 write_if_changed "$R/etc/master.cf" <<CONF
 # private test instance: no chroot anywhere
 127.0.0.1:$SMTP_PORT inet n - n - - smtpd
+127.0.0.1:$SUBMISSION_PORT inet n - n - - smtpd
+  -o syslog_name=postfix/submission
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=$INFRA_ROOT/dovecot/run/auth-postfix
+  -o smtpd_tls_auth_only=yes
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
 pickup    unix n - n 60 1 pickup
 cleanup   unix n - n - 0 cleanup
 qmgr      unix n - n 300 1 qmgr
@@ -118,8 +129,8 @@ if ! postfix -c "$R/etc" start >/dev/null 2>&1; then
 fi
 for _ in $(seq 1 50); do [ -s "$PIDF" ] && break; sleep 0.1; done
 PID=$(read_pid "$PIDF")
-if ! wait_port "$SMTP_PORT" 10 "$PID" || ! pid_exe_is "$PID" "/usr/lib/postfix/sbin/master"; then
+if ! wait_port "$SMTP_PORT" 10 "$PID" || ! wait_port "$SUBMISSION_PORT" 10 "$PID" || ! pid_exe_is "$PID" "/usr/lib/postfix/sbin/master"; then
   tail -20 "$R/log/maillog" >&2 2>/dev/null || true
   die "postfix did not come up on 127.0.0.1:$SMTP_PORT (log: $R/log/maillog)"
 fi
-say "postfix up: pid $PID smtp=127.0.0.1:$SMTP_PORT log=$R/log/maillog queue: postqueue -c $R/etc -p"
+say "postfix up: pid $PID smtp=127.0.0.1:$SMTP_PORT submission=127.0.0.1:$SUBMISSION_PORT log=$R/log/maillog queue: postqueue -c $R/etc -p"

@@ -109,11 +109,17 @@ impl Session {
         Ok(Capabilities::from_ehlo_lines(response.message()))
     }
 
-    /// AUTH PLAIN or LOGIN (RFC 4954) when both user name and password are set.
+    /// AUTH PLAIN or LOGIN (RFC 4954) when both user name and password are set; XOAUTH2 or
+    /// OAUTHBEARER with an access token for OAuth mailboxes.
     async fn authenticate(&mut self, settings: &SmtpSettings) -> Result<(), SmtpError> {
         let (Some(username), Some(password)) = (&settings.username, &settings.password) else {
             return Ok(());
         };
+        if let Some(mechanism) = settings.auth.sasl_name() {
+            return self
+                .authenticate_bearer(settings, mechanism, username, password)
+                .await;
+        }
         let credentials = Credentials::new(username.clone(), password.clone());
         let mechanisms = [Mechanism::Plain, Mechanism::Login];
         let result = timed(
@@ -140,6 +146,55 @@ impl Session {
                     permanent: true,
                 },
                 None => session_error(error, "AUTH"),
+            }),
+        }
+    }
+
+    /// `AUTH XOAUTH2|OAUTHBEARER <initial response>` (RFC 4954 §4, RFC 7628 §3.2). A refused token gets
+    /// a 334 challenge with a JSON error; the empty reply to it ends the exchange with the final 5xx.
+    async fn authenticate_bearer(
+        &mut self,
+        settings: &SmtpSettings,
+        mechanism: &'static str,
+        username: &str,
+        token: &str,
+    ) -> Result<(), SmtpError> {
+        if !self
+            .capabilities
+            .auth
+            .iter()
+            .any(|offered| offered == mechanism)
+        {
+            return Err(SmtpError::Auth {
+                code: None,
+                message: format!(
+                    "the server does not offer AUTH {mechanism} (offers: {})",
+                    self.capabilities.auth.join(" ")
+                ),
+                permanent: true,
+            });
+        }
+        let initial = settings
+            .auth
+            .initial_response(username, &settings.host, settings.port, token)
+            .unwrap_or_default();
+        let command = zeroize::Zeroizing::new(format!(
+            "AUTH {mechanism} {}\r\n",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                initial.as_slice()
+            )
+        ));
+        let mut reply = self.exchange(command.as_str(), "auth").await?;
+        if reply.code == 334 {
+            reply = self.exchange("\r\n", "auth").await?;
+        }
+        match reply.code {
+            235 => Ok(()),
+            code => Err(SmtpError::Auth {
+                code: Some(code),
+                message: reply.text,
+                permanent: code >= 500,
             }),
         }
     }
@@ -233,6 +288,9 @@ fn validate(settings: &SmtpSettings) -> Result<(), SmtpError> {
             }
             if bad_text(password) {
                 return config("password contains control characters");
+            }
+            if settings.auth.sasl_name().is_some() && password.is_empty() {
+                return config("no access token for an oauth mechanism");
             }
             Ok(())
         }
@@ -336,6 +394,7 @@ mod tests {
             tls,
             username: None,
             password: None,
+            auth: crate::oauth::sasl::AuthMechanism::Password,
             ca_file: None,
             insecure,
             timeout: Duration::from_secs(5),

@@ -62,6 +62,7 @@ fn settings_for(host: &str, port: u16, tls: SmtpTls) -> SmtpSettings {
         tls,
         username: None,
         password: None,
+        auth: crate::oauth::sasl::AuthMechanism::Password,
         ca_file: None,
         insecure: false,
         timeout: Duration::from_secs(30),

@@ -15,6 +15,8 @@ pub(super) struct Capabilities {
     pub(super) eight_bit_mime: bool,
     /// `SMTPUTF8` (RFC 6531).
     pub(super) smtp_utf8: bool,
+    /// SASL mechanisms of `AUTH` (RFC 4954 §3), upper-cased.
+    pub(super) auth: Vec<String>,
 }
 
 impl Capabilities {
@@ -31,6 +33,9 @@ impl Capabilities {
                 "DSN" => capabilities.dsn = true,
                 "8BITMIME" => capabilities.eight_bit_mime = true,
                 "SMTPUTF8" => capabilities.smtp_utf8 = true,
+                "AUTH" => capabilities
+                    .auth
+                    .extend(words.map(|word| word.to_ascii_uppercase())),
                 "SIZE" => {
                     let limit = words.next().and_then(|value| value.parse().ok());
                     capabilities.size = Some(limit.unwrap_or(0));

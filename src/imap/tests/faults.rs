@@ -67,6 +67,7 @@ async fn connect_scripted(on_select: OnSelect) -> ImapClient {
         tls: TlsMode::Plain,
         username: "user@example.test".to_owned(),
         password: "secret".to_owned(),
+        auth: crate::oauth::sasl::AuthMechanism::Password,
         ca_file: None,
         insecure: true,
         timeout: Duration::from_millis(500),

@@ -11,6 +11,7 @@ pub mod mailbox;
 pub mod message;
 pub mod message_address;
 pub mod note;
+pub mod oauth_token;
 pub mod outbox;
 pub mod thread_id;
 pub mod tombstone;
