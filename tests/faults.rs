@@ -87,6 +87,7 @@ impl PrivateDovecot {
             tls: TlsMode::Implicit,
             username: "support@inboxd.test".into(),
             password: "secret".into(),
+            auth: inboxd::oauth::sasl::AuthMechanism::Password,
             ca_file: Some(self.ca_file()),
             insecure: false,
             timeout: Duration::from_secs(30),
