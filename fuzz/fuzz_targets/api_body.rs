@@ -43,7 +43,7 @@ fn setup() -> World {
     .expect("message");
     let data = root.path().join("data");
     let text = format!(
-        "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[[mailbox]]\nname = \"support\"\nkind = \"maildir\"\npath = \"{}\"\naddress = \"support@inboxd.test\"\n",
+        "data_dir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[[mailbox]]\nname = \"support\"\nkind = \"maildir\"\npath = \"{}\"\n",
         data.display(),
         maildir.display()
     );
@@ -86,6 +86,7 @@ fn setup() -> World {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             sync_running: tokio::sync::Mutex::new(()),
             cancel,
+            authorizations: std::sync::Mutex::default(),
         });
         (opened, inboxd::api::router(state), token, conversation)
     });

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use inboxd::search::directory::EncryptedDirectory;
 use libfuzzer_sys::fuzz_target;
-use tantivy::Directory;
+use tantivy::{Directory, HasLen};
 use tantivy::directory::TerminatingWrite;
 
 static ROOT: LazyLock<tempfile::TempDir> =
@@ -33,9 +33,9 @@ fn read_all(name: &Path) -> Option<Vec<u8>> {
     Some(whole)
 }
 
-/// The input: `[mode][split][rest]`. Mode 0: `rest` is written as a raw file. Otherwise `rest[..split*64]`
-/// is the content written through the directory and the remainder are edits of the file on disk
-/// (pairs of position, xor value; zero xor value = truncate).
+// The input: `[mode][split][rest]`. Mode 0: `rest` is written as a raw file. Otherwise `rest[..split*64]`
+// is the content written through the directory and the remainder are edits of the file on disk
+// (pairs of position, xor value; zero xor value = truncate).
 fuzz_target!(|data: &[u8]| {
     let [mode, split, rest @ ..] = data else {
         return;
