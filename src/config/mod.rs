@@ -13,7 +13,10 @@ use std::time::Duration;
 
 pub use file::ConfigFile;
 pub use mailbox::is_valid_name;
-pub use oauth::{OAuthConfig, OAuthProvider, PresetServer, SaslMechanism, endpoint_is_safe};
+pub use oauth::{
+    OAuthConfig, OAuthFile, OAuthProvider, PresetServer, SaslMechanism, endpoint_is_safe,
+    validate_oauth_settings,
+};
 pub use secrets::{Secret, read_secret_env, read_secret_file};
 
 /// A configuration problem, always naming the file, the key and what is expected.
