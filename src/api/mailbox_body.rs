@@ -358,3 +358,101 @@ fn outgoing_from(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(value: serde_json::Value) -> MailboxBody {
+        serde_json::from_value(value).expect("body")
+    }
+
+    #[test]
+    fn a_microsoft_preset_fills_both_servers_and_the_smtp_user() {
+        let (config, password) = config_from(
+            "m365".to_string(),
+            body(serde_json::json!({
+                "kind": "imap", "username": "support@contoso.com", "address": "support@contoso.com",
+                "oauth": { "provider": "microsoft", "tenant": "contoso.onmicrosoft.com",
+                           "client_id": "c", "client_secret": "s", "redirect_port": 8765 },
+                "smtp": { "oauth": true },
+            })),
+            None,
+        )
+        .expect("valid");
+        assert!(password.is_none(), "no IMAP password with oauth");
+        let MailboxSource::Imap(imap) = &config.source else {
+            panic!("imap expected");
+        };
+        assert_eq!(
+            (imap.host.as_str(), imap.port, imap.tls),
+            ("outlook.office365.com", 993, TlsSetting::Implicit)
+        );
+        let oauth = config.oauth().expect("oauth");
+        assert_eq!(oauth.redirect_port, 8765);
+        assert!(oauth.token_url.contains("contoso.onmicrosoft.com"));
+        assert!(matches!(
+            &oauth.client_secret,
+            Some(PasswordSource::Stored(secret)) if secret.expose() == "s"
+        ));
+        let smtp = &config.outgoing.as_ref().expect("smtp").smtp;
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("smtp.office365.com", 587, TlsSetting::StartTls)
+        );
+        assert_eq!(smtp.username.as_deref(), Some("support@contoso.com"));
+        assert!(matches!(smtp.password, Some(PasswordSource::OAuth(_))));
+
+        // Changing without `client_secret` keeps it; `""` removes it; `oauth` off needs a password.
+        let keep = serde_json::json!({
+            "kind": "imap", "username": "u",
+            "oauth": { "provider": "microsoft", "client_id": "c" },
+        });
+        let (kept, _) = config_from("m365".into(), body(keep.clone()), Some(&config)).expect("ok");
+        assert_eq!(
+            kept.oauth().and_then(|o| o.client_secret.clone()),
+            oauth.client_secret.clone()
+        );
+        let mut cleared = keep;
+        cleared["oauth"]["client_secret"] = serde_json::json!("");
+        let (cleared, _) = config_from("m365".into(), body(cleared), Some(&config)).expect("ok");
+        assert!(cleared.oauth().expect("oauth").client_secret.is_none());
+        let error = config_from(
+            "m365".into(),
+            body(serde_json::json!({ "kind": "imap", "host": "h", "username": "u" })),
+            Some(&config),
+        )
+        .err()
+        .expect("a password is needed without oauth");
+        assert!(
+            error.to_string().contains("`password` is required"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_generic_provider_needs_its_servers_and_maildir_takes_no_oauth() {
+        let error = |value: serde_json::Value| {
+            config_from("g".into(), body(value), None)
+                .err()
+                .expect("invalid")
+                .to_string()
+        };
+        let message = error(serde_json::json!({
+            "kind": "imap", "username": "u",
+            "oauth": { "provider": "generic", "client_id": "c", "authorization_url": "https://a/x",
+                       "token_url": "https://a/t", "scopes": ["mail"] },
+        }));
+        assert!(message.contains("`host` is required"), "{message}");
+        let message = error(serde_json::json!({
+            "kind": "imap", "host": "h", "username": "u",
+            "oauth": { "provider": "generic", "client_id": "c", "token_url": "http://idp.example.com/t" },
+        }));
+        assert!(message.contains("`oauth.authorization_url`"), "{message}");
+        assert!(message.contains("https://"), "{message}");
+        let message = error(serde_json::json!({
+            "kind": "maildir", "path": "/m", "oauth": { "provider": "google", "client_id": "c" },
+        }));
+        assert!(message.contains("maildir"), "{message}");
+    }
+}
