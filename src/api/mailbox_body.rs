@@ -422,8 +422,7 @@ mod tests {
             body(serde_json::json!({ "kind": "imap", "host": "h", "username": "u" })),
             Some(&config),
         )
-        .err()
-        .expect("a password is needed without oauth");
+        .expect_err("a password is needed without oauth");
         assert!(
             error.to_string().contains("`password` is required"),
             "{error}"
@@ -434,8 +433,7 @@ mod tests {
     fn a_generic_provider_needs_its_servers_and_maildir_takes_no_oauth() {
         let error = |value: serde_json::Value| {
             config_from("g".into(), body(value), None)
-                .err()
-                .expect("invalid")
+                .expect_err("invalid")
                 .to_string()
         };
         let message = error(serde_json::json!({
