@@ -248,9 +248,10 @@ pub struct SmtpArgs {
     pub smtp_host: Option<String>,
     #[arg(long)]
     pub smtp_port: Option<u16>,
-    /// `implicit` (port 465) or `starttls` (port 587).
-    #[arg(long, default_value = "implicit")]
-    pub smtp_tls: String,
+    /// `implicit` (default, port 465) or `starttls` (port 587); with --smtp-oauth and no --smtp-host,
+    /// the provider's.
+    #[arg(long)]
+    pub smtp_tls: Option<String>,
     #[arg(long)]
     pub smtp_username: Option<String>,
     /// Read the SMTP password from this file (mode 0600).
@@ -261,9 +262,49 @@ pub struct SmtpArgs {
     /// Plain-text SMTP, for loopback tests only.
     #[arg(long)]
     pub smtp_insecure: bool,
+    /// Send with the mailbox's OAuth token (needs --oauth-provider); without --smtp-host the
+    /// provider's submission server.
+    #[arg(long)]
+    pub smtp_oauth: bool,
+}
+
+/// OAuth2 sign-in of `mailbox add-imap` (`[mailbox.oauth]` in the config file); then run
+/// `inboxd mailbox authorize NAME`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OAuthArgs {
+    /// Sign in with OAuth2 instead of a password: `google`, `microsoft` or `generic`.
+    #[arg(long, conflicts_with_all = ["password_file", "password_env"])]
+    pub oauth_provider: Option<String>,
+    /// The application (client) id of the app registered at the provider.
+    #[arg(long, requires = "oauth_provider")]
+    pub oauth_client_id: Option<String>,
+    /// Read the client secret from this file (mode 0600); stored sealed under the master key.
+    /// Public clients have none.
+    #[arg(long, requires = "oauth_provider")]
+    pub oauth_client_secret_file: Option<PathBuf>,
+    /// Microsoft only: `common` (default), `organizations`, a domain or a tenant id.
+    #[arg(long, requires = "oauth_provider")]
+    pub oauth_tenant: Option<String>,
+    /// `xoauth2` (default) or `oauthbearer`.
+    #[arg(long, requires = "oauth_provider")]
+    pub oauth_mechanism: Option<String>,
+    /// Loopback port of `mailbox authorize`'s redirect listener; 0 (default) picks a free one.
+    #[arg(long, requires = "oauth_provider")]
+    pub oauth_redirect_port: Option<u16>,
+    /// Authorization endpoint (generic: required; presets: override).
+    #[arg(long, requires = "oauth_provider")]
+    pub oauth_authorization_url: Option<String>,
+    /// Token endpoint (generic: required; presets: override).
+    #[arg(long, requires = "oauth_provider")]
+    pub oauth_token_url: Option<String>,
+    /// Scope to ask for (repeatable; generic: required; presets: override).
+    #[arg(long = "oauth-scope", requires = "oauth_provider")]
+    pub oauth_scopes: Vec<String>,
 }
 
 /// `inboxd mailbox ...`
+// Parsed once per process (and boxed in `Command`): the size of `AddImap` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum MailboxAction {
     /// List mailboxes with their status.
@@ -277,16 +318,18 @@ pub enum MailboxAction {
         #[arg(long)]
         json: bool,
     },
-    /// Connect an IMAP mailbox (stored in the database, password sealed under the master key).
+    /// Connect an IMAP mailbox (stored in the database, password or OAuth client secret sealed under
+    /// the master key).
     AddImap {
         name: String,
+        /// The IMAP server; with --oauth-provider google or microsoft, default the provider's.
         #[arg(long)]
-        host: String,
+        host: Option<String>,
         #[arg(long)]
         port: Option<u16>,
-        /// `implicit` or `starttls`.
-        #[arg(long, default_value = "implicit")]
-        tls: String,
+        /// `implicit` (default) or `starttls`; with an OAuth preset and no --host, the provider's.
+        #[arg(long)]
+        tls: Option<String>,
         #[arg(long)]
         username: String,
         /// Read the password from this file (mode 0600).
@@ -303,6 +346,8 @@ pub enum MailboxAction {
         /// Plain-text IMAP, for loopback tests only.
         #[arg(long)]
         insecure: bool,
+        #[command(flatten)]
+        oauth: OAuthArgs,
         #[command(flatten)]
         smtp: SmtpArgs,
         #[arg(long)]

@@ -11,7 +11,7 @@ use anyhow::Context;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{Command, MailboxAction, SmtpArgs, TokenAction};
+use crate::cli::{Command, MailboxAction, OAuthArgs, SmtpArgs, TokenAction};
 use crate::client::{ClientError, DaemonClient, encode};
 use crate::commands_output as output;
 use crate::config::{read_secret_env, read_secret_file};
@@ -347,20 +347,25 @@ pub fn mailbox_body(action: &MailboxAction) -> anyhow::Result<Option<Value>> {
             ca_file,
             folders,
             insecure,
+            oauth,
             smtp,
             ..
         } => {
             let key = format!("mailbox `{name}` password");
-            let password = match (password_file, password_env) {
-                (Some(path), _) => read_secret_file(&key, path)?,
-                (None, Some(variable)) => read_secret_env(&key, variable)?,
-                (None, None) => anyhow::bail!("give --password-file or --password-env"),
+            let password = match (password_file, password_env, &oauth.oauth_provider) {
+                (Some(path), _, _) => Some(read_secret_file(&key, path)?),
+                (None, Some(variable), _) => Some(read_secret_env(&key, variable)?),
+                (None, None, Some(_)) => None,
+                (None, None, None) => anyhow::bail!(
+                    "give --password-file or --password-env (or --oauth-provider to sign in with OAuth2)"
+                ),
             };
             let mut body = json!({
                 "name": name, "kind": "imap", "host": host, "port": port, "tls": tls,
-                "username": username, "password": password.expose(), "ca_file": ca_file,
-                "folders": folders, "insecure": insecure,
+                "username": username, "password": password.as_ref().map(|secret| secret.expose()),
+                "ca_file": ca_file, "folders": folders, "insecure": insecure,
             });
+            add_oauth(&mut body, name, oauth)?;
             add_smtp(&mut body, name, smtp)?;
             body
         }
@@ -377,13 +382,37 @@ pub fn mailbox_body(action: &MailboxAction) -> anyhow::Result<Option<Value>> {
     }))
 }
 
-fn add_smtp(body: &mut Value, name: &str, smtp: &SmtpArgs) -> anyhow::Result<()> {
-    let Some(host) = &smtp.smtp_host else {
-        if smtp.address.is_some() {
-            anyhow::bail!("--address needs --smtp-host (the relay replies are sent through)");
-        }
+fn add_oauth(body: &mut Value, name: &str, oauth: &OAuthArgs) -> anyhow::Result<()> {
+    let Some(provider) = &oauth.oauth_provider else {
         return Ok(());
     };
+    let secret = match &oauth.oauth_client_secret_file {
+        Some(path) => Some(read_secret_file(
+            &format!("mailbox `{name}` oauth client secret"),
+            path,
+        )?),
+        None => None,
+    };
+    body["oauth"] = json!({
+        "provider": provider, "client_id": oauth.oauth_client_id, "tenant": oauth.oauth_tenant,
+        "client_secret": secret.as_ref().map(|secret| secret.expose()),
+        "mechanism": oauth.oauth_mechanism, "redirect_port": oauth.oauth_redirect_port,
+        "authorization_url": oauth.oauth_authorization_url, "token_url": oauth.oauth_token_url,
+        "scopes": (!oauth.oauth_scopes.is_empty()).then_some(&oauth.oauth_scopes),
+    });
+    Ok(())
+}
+
+fn add_smtp(body: &mut Value, name: &str, smtp: &SmtpArgs) -> anyhow::Result<()> {
+    if smtp.smtp_host.is_none() && !smtp.smtp_oauth {
+        if smtp.address.is_some() {
+            anyhow::bail!(
+                "--address needs --smtp-host (the relay replies are sent through) or --smtp-oauth"
+            );
+        }
+        return Ok(());
+    }
+    let host = &smtp.smtp_host;
     let password = match &smtp.smtp_password_file {
         Some(path) => Some(read_secret_file(
             &format!("mailbox `{name}` smtp password"),
@@ -396,7 +425,7 @@ fn add_smtp(body: &mut Value, name: &str, smtp: &SmtpArgs) -> anyhow::Result<()>
     body["smtp"] = json!({
         "host": host, "port": smtp.smtp_port, "tls": smtp.smtp_tls, "username": smtp.smtp_username,
         "password": password.as_ref().map(|secret| secret.expose()), "ca_file": smtp.smtp_ca_file,
-        "insecure": smtp.smtp_insecure,
+        "insecure": smtp.smtp_insecure, "oauth": smtp.smtp_oauth,
     });
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! running in parallel never share tokens. Connections are cut through a per-test TCP relay, never by
 //! kicking a lab user, so other tests are not disturbed.
 mod common;
+// Mailboxes an admin adds at run time (CLI, API) with OAuth.
+mod oauth_admin;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -59,11 +61,21 @@ impl Provider {
 
     /// Registers a fresh client for the lab's support user; returns (client id, first refresh token).
     async fn client(&self, access_ttl: u64, rotate: bool) -> (String, String) {
+        self.client_with_secret(access_ttl, rotate, "s3cret").await
+    }
+
+    /// [`Provider::client`] whose token requests must carry `secret`.
+    async fn client_with_secret(
+        &self,
+        access_ttl: u64,
+        rotate: bool,
+        secret: &str,
+    ) -> (String, String) {
         let client_id = common::unique("client-");
         let answer = self
             .control(
                 "client",
-                &json!({ "client_id": client_id, "client_secret": "s3cret", "username": "support@inboxd.test",
+                &json!({ "client_id": client_id, "client_secret": secret, "username": "support@inboxd.test",
                          "access_ttl": access_ttl, "rotate": rotate }),
             )
             .await;

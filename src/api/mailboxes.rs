@@ -1,7 +1,5 @@
 //! Admin endpoints on mailboxes: list, add (IMAP or Maildir, with reply settings), status, change,
 //! remove, test the connection, and a one-off sync pass.
-use std::path::PathBuf;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,10 +9,8 @@ use serde::Deserialize;
 use super::ApiState;
 use super::auth::{Caller, JsonBody, PathParams, QueryParams};
 use super::error::ApiError;
-use crate::config::{
-    AfterFetch, ImapMailbox, MailboxConfig, MailboxSource, Outgoing, PasswordSource, Secret,
-    SmtpConfig, TlsSetting,
-};
+pub(crate) use super::mailbox_body::{MailboxBody, config_from};
+use crate::config::{MailboxConfig, MailboxSource};
 use crate::store::entities::mailbox;
 use crate::store::mailboxes::{self, ORIGIN_ADMIN, status_json};
 use crate::store::{audit, messages};
@@ -50,188 +46,6 @@ pub async fn status(
     Ok(Json(status_json(&row)))
 }
 
-/// Reply settings of a mailbox (`[mailbox.smtp]` in the config file).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpBody {
-    host: String,
-    port: Option<u16>,
-    /// `implicit` (default, port 465) or `starttls` (port 587).
-    tls: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    ca_file: Option<PathBuf>,
-    #[serde(default)]
-    insecure: bool,
-    verp: Option<bool>,
-}
-
-/// `POST /v1/mailboxes` and `PUT /v1/mailboxes/{name}` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MailboxBody {
-    /// Required when adding; must match the path when changing.
-    pub(crate) name: Option<String>,
-    /// `imap` or `maildir`.
-    kind: String,
-    host: Option<String>,
-    port: Option<u16>,
-    tls: Option<String>,
-    username: Option<String>,
-    /// Required for a new IMAP mailbox; when changing, absent keeps the stored one.
-    password: Option<String>,
-    ca_file: Option<PathBuf>,
-    #[serde(default)]
-    insecure: bool,
-    folders: Option<Vec<String>>,
-    /// `leave` (default) or `mark_seen`.
-    after_fetch: Option<String>,
-    path: Option<PathBuf>,
-    enabled: Option<bool>,
-    /// The mailbox's own address (From of replies); needed with `smtp`.
-    address: Option<String>,
-    display_name: Option<String>,
-    smtp: Option<SmtpBody>,
-}
-
-fn tls(value: Option<&str>, key: &str) -> Result<TlsSetting, ApiError> {
-    match value.unwrap_or("implicit") {
-        "implicit" => Ok(TlsSetting::Implicit),
-        "starttls" => Ok(TlsSetting::StartTls),
-        other => Err(ApiError::invalid(format!(
-            "`{key}` must be `implicit` or `starttls`, got `{other}`"
-        ))),
-    }
-}
-
-fn required(value: Option<String>, key: &str) -> Result<String, ApiError> {
-    value
-        .filter(|text| !text.trim().is_empty())
-        .ok_or_else(|| ApiError::invalid(format!("`{key}` is required")))
-}
-
-/// Builds the mailbox config from a body; `previous` supplies passwords the body leaves out.
-pub(crate) fn config_from(
-    name: String,
-    body: MailboxBody,
-    previous: Option<&MailboxConfig>,
-) -> Result<(MailboxConfig, Option<Secret>), ApiError> {
-    let mut imap_password = None;
-    let source = match body.kind.as_str() {
-        "maildir" => {
-            let path = body
-                .path
-                .ok_or_else(|| ApiError::invalid("`path` is required for a maildir mailbox"))?;
-            if !path.is_absolute() {
-                return Err(ApiError::invalid(
-                    "`path` must be absolute (it is read by the daemon)",
-                ));
-            }
-            MailboxSource::Maildir { path }
-        }
-        "imap" => {
-            let tls = tls(body.tls.as_deref(), "tls")?;
-            let password = match (body.password, previous.map(|p| &p.source)) {
-                (Some(password), _) if !password.is_empty() => Secret::new(password),
-                (
-                    _,
-                    Some(MailboxSource::Imap(ImapMailbox {
-                        password: PasswordSource::Stored(secret),
-                        ..
-                    })),
-                ) => secret.clone(),
-                _ => {
-                    return Err(ApiError::invalid(
-                        "`password` is required for an imap mailbox",
-                    ));
-                }
-            };
-            imap_password = Some(password.clone());
-            let after_fetch = match body.after_fetch.as_deref() {
-                None | Some("leave") => AfterFetch::Leave,
-                Some("mark_seen") => AfterFetch::MarkSeen,
-                Some(other) => {
-                    return Err(ApiError::invalid(format!(
-                        "`after_fetch` must be `leave` or `mark_seen`, got `{other}`"
-                    )));
-                }
-            };
-            MailboxSource::Imap(ImapMailbox {
-                host: required(body.host, "host")?,
-                port: body
-                    .port
-                    .unwrap_or(if body.insecure || tls == TlsSetting::StartTls {
-                        143
-                    } else {
-                        993
-                    }),
-                tls,
-                username: required(body.username, "username")?,
-                password: PasswordSource::Stored(password),
-                ca_file: body.ca_file,
-                insecure: body.insecure,
-                folders: body
-                    .folders
-                    .filter(|f| !f.is_empty())
-                    .unwrap_or_else(|| vec!["INBOX".to_string()]),
-                after_fetch,
-            })
-        }
-        other => {
-            return Err(ApiError::invalid(format!(
-                "`kind` must be `imap` or `maildir`, got `{other}`"
-            )));
-        }
-    };
-    let outgoing = match body.smtp {
-        None => None,
-        Some(smtp) => {
-            let address = required(body.address, "address")?;
-            if !address.contains('@') {
-                return Err(ApiError::invalid(
-                    "`address` must be the mailbox's email address",
-                ));
-            }
-            let tls = tls(smtp.tls.as_deref(), "smtp.tls")?;
-            let previous_password = previous
-                .and_then(|p| p.outgoing.as_ref())
-                .and_then(|o| o.smtp.password.clone());
-            Some(Outgoing {
-                address,
-                display_name: body.display_name,
-                smtp: SmtpConfig {
-                    host: smtp.host,
-                    port: smtp.port.unwrap_or(if smtp.insecure {
-                        25
-                    } else if tls == TlsSetting::StartTls {
-                        587
-                    } else {
-                        465
-                    }),
-                    tls,
-                    password: match smtp.password {
-                        Some(password) => Some(PasswordSource::Stored(Secret::new(password))),
-                        None if smtp.username.is_some() => previous_password,
-                        None => None,
-                    },
-                    username: smtp.username,
-                    ca_file: smtp.ca_file,
-                    insecure: smtp.insecure,
-                    verp: smtp.verp.unwrap_or(true),
-                },
-            })
-        }
-    };
-    let config = MailboxConfig {
-        name,
-        source,
-        retention_days: previous.and_then(|p| p.retention_days),
-        enabled: body.enabled.unwrap_or(true),
-        outgoing,
-    };
-    Ok((config, imap_password))
-}
-
 /// `POST /v1/mailboxes`: 201; a running daemon starts syncing it within seconds.
 pub async fn add(
     caller: Caller,
@@ -239,7 +53,11 @@ pub async fn add(
     JsonBody(mut body): JsonBody<MailboxBody>,
 ) -> Result<Response, ApiError> {
     caller.require_admin()?;
-    let name = required(body.name.take(), "name")?;
+    let name = body
+        .name
+        .take()
+        .filter(|name| !name.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("`name` is required"))?;
     if !crate::config::is_valid_name(&name) {
         return Err(ApiError::invalid(format!(
             "`name` `{name}`: use letters, digits, `-`, `_` or `.`"

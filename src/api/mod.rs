@@ -11,6 +11,7 @@ mod auth;
 mod conversations;
 pub mod error;
 mod health;
+mod mailbox_body;
 pub(crate) mod mailboxes;
 pub mod oauth;
 mod openapi;

@@ -1,6 +1,7 @@
 //! Configuration: `file` holds what serde reads, `validate` turns it into the [`Config`] the code uses and
 //! reports every bad key by name, `secrets` reads passwords from files or the environment.
 mod file;
+mod mailbox;
 mod oauth;
 mod secrets;
 mod validate;
@@ -11,9 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use file::ConfigFile;
-pub use oauth::{OAuthConfig, OAuthProvider, PresetServer, SaslMechanism, endpoint_is_safe};
+pub use mailbox::is_valid_name;
+pub use oauth::{
+    OAuthConfig, OAuthFile, OAuthProvider, PresetServer, SaslMechanism, endpoint_is_safe,
+    validate_oauth_settings,
+};
 pub use secrets::{Secret, read_secret_env, read_secret_file};
-pub use validate::is_valid_name;
 
 /// A configuration problem, always naming the file, the key and what is expected.
 #[derive(Debug, thiserror::Error)]

@@ -122,6 +122,17 @@ pub struct OAuthFile {
     pub scopes: Option<Vec<String>>,
 }
 
+/// Validates OAuth settings an admin gives through the API or the CLI by the rules of `[mailbox.oauth]`;
+/// `key` names a field for messages. `file` carries no secret: the caller adds the client secret, which
+/// it keeps sealed.
+pub fn validate_oauth_settings(
+    file: &OAuthFile,
+    key: &dyn Fn(&str) -> String,
+) -> Result<OAuthConfig, Vec<String>> {
+    let mut problems = Vec::new();
+    validate_oauth(file, key, &mut problems).ok_or(problems)
+}
+
 /// Validates `[mailbox.oauth]`; `key` names a field for messages.
 pub(super) fn validate_oauth(
     file: &OAuthFile,

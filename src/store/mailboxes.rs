@@ -1,5 +1,5 @@
 //! Mailbox rows: the ones from the config file (origin `config`) and the ones an admin added (origin
-//! `admin`, their settings and password sealed under the master key).
+//! `admin`, their settings, passwords and OAuth client secret sealed under the master key).
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder,
@@ -11,8 +11,8 @@ use super::StoreError;
 use super::entities::mailbox;
 use crate::clock;
 use crate::config::{
-    AfterFetch, ImapMailbox, MailboxConfig, MailboxSource, Outgoing, PasswordSource, Secret,
-    SmtpConfig, TlsSetting,
+    AfterFetch, ImapMailbox, MailboxConfig, MailboxSource, OAuthConfig, OAuthProvider, Outgoing,
+    PasswordSource, SaslMechanism, Secret, SmtpConfig, TlsSetting,
 };
 use crate::crypto::{Aad, MasterKey};
 
@@ -39,6 +39,28 @@ struct StoredSettings {
     /// Reply settings (absent in rows written before replies could be configured here).
     #[serde(default)]
     outgoing: Option<StoredOutgoing>,
+    /// OAuth2 sign-in of the IMAP side (and of the SMTP side when `outgoing.oauth`); the IMAP password
+    /// is then absent. Absent in rows written before admin mailboxes could use OAuth.
+    #[serde(default)]
+    oauth: Option<StoredOAuth>,
+}
+
+/// The OAuth settings of an admin mailbox as resolved when they were saved (preset endpoints filled in),
+/// sealed with its other settings: the client secret is never stored in the clear.
+#[derive(Serialize, Deserialize)]
+struct StoredOAuth {
+    /// `google`, `microsoft` or `generic`.
+    provider: String,
+    tenant: Option<String>,
+    authorization_url: String,
+    token_url: String,
+    scopes: Vec<String>,
+    authorize_params: Vec<(String, String)>,
+    client_id: String,
+    client_secret: Option<String>,
+    /// `xoauth2` or `oauthbearer`.
+    mechanism: String,
+    redirect_port: u16,
 }
 
 /// The sending side of an admin mailbox, sealed with its other settings.
@@ -54,6 +76,9 @@ struct StoredOutgoing {
     ca_file: Option<String>,
     insecure: bool,
     verp: bool,
+    /// Signs in with the mailbox's OAuth token instead of `password`.
+    #[serde(default)]
+    oauth: bool,
 }
 
 fn tls_name(tls: TlsSetting) -> String {
@@ -88,10 +113,17 @@ fn outgoing_to_stored(outgoing: &Outgoing) -> StoredOutgoing {
         ca_file: smtp.ca_file.as_ref().map(|p| p.display().to_string()),
         insecure: smtp.insecure,
         verp: smtp.verp,
+        oauth: matches!(smtp.password, Some(PasswordSource::OAuth(_))),
     }
 }
 
-fn outgoing_from_stored(stored: StoredOutgoing) -> Outgoing {
+fn outgoing_from_stored(stored: StoredOutgoing, oauth: Option<&OAuthConfig>) -> Outgoing {
+    let password = match (stored.oauth, oauth) {
+        (true, Some(oauth)) => Some(PasswordSource::OAuth(Box::new(oauth.clone()))),
+        _ => stored
+            .password
+            .map(|secret| PasswordSource::Stored(Secret::new(secret))),
+    };
     Outgoing {
         address: stored.address,
         display_name: stored.display_name,
@@ -100,9 +132,7 @@ fn outgoing_from_stored(stored: StoredOutgoing) -> Outgoing {
             port: stored.port,
             tls: tls_from(&stored.tls),
             username: stored.username,
-            password: stored
-                .password
-                .map(|secret| PasswordSource::Stored(Secret::new(secret))),
+            password,
             ca_file: stored.ca_file.map(Into::into),
             insecure: stored.insecure,
             verp: stored.verp,
@@ -130,6 +160,61 @@ pub async fn all_configs(
         }
     }
     Ok(all)
+}
+
+fn oauth_to_stored(oauth: &OAuthConfig) -> StoredOAuth {
+    StoredOAuth {
+        provider: oauth.provider.name().to_string(),
+        tenant: match &oauth.provider {
+            OAuthProvider::Microsoft { tenant } => Some(tenant.clone()),
+            _ => None,
+        },
+        authorization_url: oauth.authorization_url.clone(),
+        token_url: oauth.token_url.clone(),
+        scopes: oauth.scopes.clone(),
+        authorize_params: oauth.authorize_params.clone(),
+        client_id: oauth.client_id.clone(),
+        // Admin mailboxes only ever get their secret through the API or the CLI (sealed here).
+        client_secret: match &oauth.client_secret {
+            Some(PasswordSource::Stored(secret)) => Some(secret.expose().to_string()),
+            _ => None,
+        },
+        mechanism: match oauth.mechanism {
+            SaslMechanism::XOAuth2 => "xoauth2",
+            SaslMechanism::OAuthBearer => "oauthbearer",
+        }
+        .to_string(),
+        redirect_port: oauth.redirect_port,
+    }
+}
+
+fn oauth_from_stored(stored: StoredOAuth) -> Result<OAuthConfig, String> {
+    let provider = match (stored.provider.as_str(), stored.tenant) {
+        ("google", _) => OAuthProvider::Google,
+        ("microsoft", tenant) => OAuthProvider::Microsoft {
+            tenant: tenant.unwrap_or_else(|| "common".to_string()),
+        },
+        ("generic", _) => OAuthProvider::Generic,
+        (other, _) => return Err(format!("unknown oauth provider `{other}`")),
+    };
+    let mechanism = match stored.mechanism.as_str() {
+        "oauthbearer" => SaslMechanism::OAuthBearer,
+        "xoauth2" => SaslMechanism::XOAuth2,
+        other => return Err(format!("unknown oauth mechanism `{other}`")),
+    };
+    Ok(OAuthConfig {
+        provider,
+        authorization_url: stored.authorization_url,
+        token_url: stored.token_url,
+        scopes: stored.scopes,
+        authorize_params: stored.authorize_params,
+        client_id: stored.client_id,
+        client_secret: stored
+            .client_secret
+            .map(|secret| PasswordSource::Stored(Secret::new(secret))),
+        mechanism,
+        redirect_port: stored.redirect_port,
+    })
 }
 
 fn settings_aad(name: &str) -> Aad {
@@ -205,12 +290,7 @@ pub async fn save_admin(
     config: &MailboxConfig,
     password: Option<&Secret>,
 ) -> Result<Uuid, StoreError> {
-    let stored = to_stored(config, password);
-    let json = serde_json::to_vec(&stored).map_err(|err| StoreError::Corrupt {
-        what: "mailbox settings".to_string(),
-        message: err.to_string(),
-    })?;
-    let sealed = key.seal_secret(&json, &settings_aad(&config.name));
+    let sealed = seal_settings(key, config, password)?;
     let now = clock::now();
     let retention = config
         .retention_days
@@ -228,6 +308,22 @@ pub async fn save_admin(
         return Ok(id);
     }
     insert_new(db, config, ORIGIN_ADMIN, Some(sealed), retention, now).await
+}
+
+/// The settings of an admin mailbox (IMAP `password` included) as JSON sealed under `key`.
+fn seal_settings(
+    key: &MasterKey,
+    config: &MailboxConfig,
+    password: Option<&Secret>,
+) -> Result<Vec<u8>, StoreError> {
+    let stored = to_stored(config, password);
+    let json = zeroize::Zeroizing::new(serde_json::to_vec(&stored).map_err(|err| {
+        StoreError::Corrupt {
+            what: "mailbox settings".to_string(),
+            message: err.to_string(),
+        }
+    })?);
+    Ok(key.seal_secret(&json, &settings_aad(&config.name)))
 }
 
 async fn insert_new(
@@ -277,6 +373,7 @@ fn to_stored(config: &MailboxConfig, password: Option<&Secret>) -> StoredSetting
         move_to: None,
         path: None,
         outgoing: config.outgoing.as_ref().map(outgoing_to_stored),
+        oauth: config.oauth().map(oauth_to_stored),
     };
     match &config.source {
         MailboxSource::Imap(imap) => {
@@ -320,6 +417,11 @@ pub fn admin_config(key: &MasterKey, row: &mailbox::Model) -> Result<MailboxConf
     let json = key.open_secret(sealed, &settings_aad(&row.name))?;
     let stored: StoredSettings =
         serde_json::from_slice(&json).map_err(|err| corrupt(err.to_string()))?;
+    let oauth = stored
+        .oauth
+        .map(oauth_from_stored)
+        .transpose()
+        .map_err(corrupt)?;
     let source = match stored.kind.as_str() {
         "maildir" => MailboxSource::Maildir {
             path: stored.path.unwrap_or_default().into(),
@@ -333,7 +435,10 @@ pub fn admin_config(key: &MasterKey, row: &mailbox::Model) -> Result<MailboxConf
                 TlsSetting::Implicit
             },
             username: stored.username.unwrap_or_default(),
-            password: PasswordSource::Stored(Secret::new(stored.password.unwrap_or_default())),
+            password: match &oauth {
+                Some(oauth) => PasswordSource::OAuth(Box::new(oauth.clone())),
+                None => PasswordSource::Stored(Secret::new(stored.password.unwrap_or_default())),
+            },
             ca_file: stored.ca_file.map(Into::into),
             insecure: stored.insecure,
             folders: stored.folders,
@@ -349,7 +454,9 @@ pub fn admin_config(key: &MasterKey, row: &mailbox::Model) -> Result<MailboxConf
         source,
         retention_days: row.retention_days.and_then(|days| u32::try_from(days).ok()),
         enabled: row.enabled,
-        outgoing: stored.outgoing.map(outgoing_from_stored),
+        outgoing: stored
+            .outgoing
+            .map(|outgoing| outgoing_from_stored(outgoing, oauth.as_ref())),
     })
 }
 
@@ -403,4 +510,117 @@ pub async fn record_error(
         active.update(db).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{OAuthConfig, OAuthProvider, SaslMechanism};
+
+    fn row(name: &str, sealed: Vec<u8>) -> mailbox::Model {
+        let now = clock::now();
+        mailbox::Model {
+            id: Uuid::now_v7(),
+            name: name.to_string(),
+            kind: "imap".to_string(),
+            origin: ORIGIN_ADMIN.to_string(),
+            settings_sealed: Some(sealed),
+            enabled: true,
+            retention_days: None,
+            legal_hold: false,
+            legal_hold_reason_sealed: None,
+            status: "idle".to_string(),
+            last_sync_at: None,
+            last_error: None,
+            last_error_at: None,
+            messages_stored: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn oauth_mailbox(secret: &str) -> MailboxConfig {
+        let oauth = OAuthConfig {
+            provider: OAuthProvider::Microsoft {
+                tenant: "contoso.onmicrosoft.com".to_string(),
+            },
+            authorization_url: "https://login.example/authorize".to_string(),
+            token_url: "https://login.example/token".to_string(),
+            scopes: vec!["offline_access".to_string()],
+            authorize_params: vec![("prompt".to_string(), "consent".to_string())],
+            client_id: "client".to_string(),
+            client_secret: Some(PasswordSource::Stored(Secret::new(secret.to_string()))),
+            mechanism: SaslMechanism::OAuthBearer,
+            redirect_port: 8765,
+        };
+        MailboxConfig {
+            name: "m365".to_string(),
+            source: MailboxSource::Imap(ImapMailbox {
+                host: "outlook.office365.com".to_string(),
+                port: 993,
+                tls: TlsSetting::Implicit,
+                username: "support@contoso.com".to_string(),
+                password: PasswordSource::OAuth(Box::new(oauth.clone())),
+                ca_file: None,
+                insecure: false,
+                folders: vec!["INBOX".to_string()],
+                after_fetch: AfterFetch::Leave,
+            }),
+            retention_days: None,
+            enabled: true,
+            outgoing: Some(Outgoing {
+                address: "support@contoso.com".to_string(),
+                display_name: None,
+                smtp: SmtpConfig {
+                    host: "smtp.office365.com".to_string(),
+                    port: 587,
+                    tls: TlsSetting::StartTls,
+                    username: Some("support@contoso.com".to_string()),
+                    password: Some(PasswordSource::OAuth(Box::new(oauth))),
+                    ca_file: None,
+                    insecure: false,
+                    verp: true,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn oauth_settings_round_trip_sealed_and_open_only_under_their_key() {
+        let key = MasterKey::generate();
+        let secret = "client-secret-canary-7f3a";
+        let config = oauth_mailbox(secret);
+        let sealed = seal_settings(&key, &config, None).expect("seal");
+        assert!(
+            !sealed
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "client secret stored in the clear"
+        );
+        let opened = admin_config(&key, &row("m365", sealed.clone())).expect("open");
+        assert_eq!(opened, config);
+        assert!(admin_config(&MasterKey::generate(), &row("m365", sealed.clone())).is_err());
+        // Bound to the mailbox's name: settings copied to another row do not open.
+        assert!(admin_config(&key, &row("other", sealed)).is_err());
+    }
+
+    #[test]
+    fn password_mailboxes_written_before_oauth_still_open() {
+        let key = MasterKey::generate();
+        let mut config = oauth_mailbox("x");
+        let MailboxSource::Imap(imap) = &mut config.source else {
+            unreachable!("built as imap");
+        };
+        imap.password = PasswordSource::Stored(Secret::new("pw".to_string()));
+        config.outgoing = None;
+        let mut json: serde_json::Value =
+            serde_json::to_value(to_stored(&config, Some(&Secret::new("pw".to_string()))))
+                .expect("json");
+        // What rows written before admin mailboxes could use OAuth hold: no `oauth` key at all.
+        json.as_object_mut().expect("object").remove("oauth");
+        let sealed = key.seal_secret(json.to_string().as_bytes(), &settings_aad(&config.name));
+        let opened = admin_config(&key, &row("m365", sealed)).expect("open");
+        assert_eq!(opened, config);
+        assert!(opened.oauth().is_none());
+    }
 }
