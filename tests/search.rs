@@ -205,7 +205,7 @@ fn a_lost_index_is_rebuilt_from_the_store() {
         .spawn()
         .expect("serve");
     assert!(
-        wait_total(&config, "invoice OR password", 2, Duration::from_secs(30)),
+        wait_total(&config, "invoice OR password", 2, Duration::from_secs(90)),
         "rebuilt"
     );
     stop(daemon);
