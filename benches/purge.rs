@@ -80,6 +80,13 @@ async fn ingest_rate(opened: &app::Opened, mailbox: Uuid, window: Duration) -> f
 }
 
 fn main() {
+    // INBOXD_BENCH_LOG=inboxd::purge=debug,inboxd::ingest=debug shows per-batch timings.
+    if let Ok(filter) = std::env::var("INBOXD_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let n: usize = std::env::args()
         .skip(1)
         .find_map(|arg| arg.parse().ok())

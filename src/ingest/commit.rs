@@ -173,7 +173,9 @@ impl Ingestor {
         if !prepared.is_empty() {
             make_durable(self.store.blob_dir()).await?;
         }
+        let waited = std::time::Instant::now();
         let _turn = self.store.write_turn().await;
+        let turn_wait = waited.elapsed();
         let transaction = crate::store::begin_write(&self.store.db).await?;
         let mut report = SyncReport::default();
         let mut duplicates = Vec::new();
@@ -203,6 +205,8 @@ impl Ingestor {
         debug!(
             stored = report.stored,
             duplicates = report.duplicates,
+            turn_wait_ms = turn_wait.as_millis(),
+            transaction_ms = (waited.elapsed() - turn_wait).as_millis(),
             "batch committed"
         );
         Ok((report, duplicates, stored))

@@ -182,28 +182,65 @@ impl AuditContext {
     }
 }
 
+/// Blob files of committed deletions being unlinked on blocking threads while the caller goes on with
+/// the next batch (unlinking is mostly waiting on the file system's journal). At most
+/// [`Unlinks::IN_FLIGHT`] batches are pending; [`Unlinks::finish`] waits for all of them.
+#[derive(Default)]
+pub struct Unlinks {
+    pending: std::collections::VecDeque<tokio::task::JoinHandle<Result<(), StoreError>>>,
+}
+
+impl Unlinks {
+    const IN_FLIGHT: usize = 4;
+
+    async fn push(&mut self, store: &Store, gone: &[Doomed]) -> Result<(), StoreError> {
+        if self.pending.len() >= Self::IN_FLIGHT
+            && let Some(oldest) = self.pending.pop_front()
+        {
+            join_unlink(oldest).await?;
+        }
+        self.pending.push_back(spawn_remove_blobs(store, gone)?);
+        Ok(())
+    }
+
+    /// Waits until every blob file handed over is gone; the first failure is returned.
+    pub async fn finish(mut self) -> Result<(), StoreError> {
+        let mut first = Ok(());
+        while let Some(task) = self.pending.pop_front() {
+            let result = join_unlink(task).await;
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
+}
+
 /// Deletes whole conversations, but only those still matching `still` inside the deleting transaction
 /// (e.g. "not on legal hold and still expired": a hold placed, or a message arrived, since the caller
 /// chose them keeps the conversation). The index documents are deleted; call [`IndexHandle::purge`]
-/// after a run to merge their text physically out of the index files.
+/// after a run to merge their text physically out of the index files. Their blob files are handed to
+/// `unlinks`: they are gone once the caller's [`Unlinks::finish`] returns.
 pub async fn erase_conversations(
     store: &Store,
     index: Option<&IndexHandle>,
     ids: &[Uuid],
     still: Condition,
     audit: Option<&AuditContext>,
+    unlinks: &mut Unlinks,
 ) -> Result<Erased, StoreError> {
     let mut total = Erased::default();
-    // The previous batch's blob files are unlinked while this batch's rows are deleted (one batch in
-    // flight); every file is gone before this function returns.
-    let mut unlinking: Option<tokio::task::JoinHandle<Result<(), StoreError>>> = None;
     for chunk in ids.chunks(CHUNK) {
+        let started = std::time::Instant::now();
         let _ordered = match index {
             Some(index) => Some(index.ordered().await),
             None => None,
         };
+        let ordered_at = started.elapsed();
         let candidates = messages_of_conversations(&store.db, chunk).await?;
+        let selected_at = started.elapsed();
         let turn = store.write_turn().await;
+        let turn_at = started.elapsed();
         let transaction = begin_write(&store.db).await?;
         let doomed: Vec<Uuid> = conversation::Entity::find()
             .select_only()
@@ -246,11 +283,10 @@ pub async fn erase_conversations(
         }
         transaction.commit().await?;
         drop(turn);
+        let committed_at = started.elapsed();
         total += batch;
-        if let Some(previous) = unlinking.take() {
-            join_unlink(previous).await?;
-        }
-        unlinking = Some(spawn_remove_blobs(store, &gone)?);
+        unlinks.push(store, &gone).await?;
+        let unlinked_at = started.elapsed();
         if let Some(index) = index {
             index
                 .delete(Deletion {
@@ -259,9 +295,16 @@ pub async fn erase_conversations(
                 })
                 .await;
         }
-    }
-    if let Some(last) = unlinking {
-        join_unlink(last).await?;
+        tracing::debug!(
+            conversations = batch.conversations,
+            ordered_ms = ordered_at.as_millis(),
+            select_ms = (selected_at - ordered_at).as_millis(),
+            turn_wait_ms = (turn_at - selected_at).as_millis(),
+            transaction_ms = (committed_at - turn_at).as_millis(),
+            unlink_wait_ms = (unlinked_at - committed_at).as_millis(),
+            index_ms = (started.elapsed() - unlinked_at).as_millis(),
+            "purge batch"
+        );
     }
     Ok(total)
 }
@@ -533,6 +576,7 @@ pub async fn remove_mailbox(
         policy: serde_json::json!({}),
     };
     let mut total = Erased::default();
+    let mut unlinks = Unlinks::default();
     loop {
         let ids: Vec<Uuid> = conversation::Entity::find()
             .select_only()
@@ -549,9 +593,11 @@ pub async fn remove_mailbox(
         let still = Condition::all()
             .add(conversation::Column::MailboxId.eq(row.id))
             .add(conversation::Column::LegalHold.eq(false));
-        let done = erase_conversations(store, index, &ids, still, Some(&audit)).await?;
+        let done = erase_conversations(store, index, &ids, still, Some(&audit), &mut unlinks)
+            .await?;
         if done.conversations == 0 {
             // Held meanwhile.
+            unlinks.finish().await?;
             return Err(RemoveError::HeldConversations {
                 name: name.to_string(),
                 held: ids.len() as u64,
@@ -559,6 +605,7 @@ pub async fn remove_mailbox(
         }
         total += done;
     }
+    unlinks.finish().await?;
     crate::store::mailboxes::remove(&store.db, name).await?;
     if total.conversations == 0 {
         audit.record(&store.db, &total).await?;

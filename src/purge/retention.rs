@@ -17,7 +17,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::erase::{AuditContext, Erased, erase_conversations};
+use super::erase::{AuditContext, Erased, Unlinks, erase_conversations};
 use crate::crypto::MasterKey;
 use crate::search::indexer::{Deletion, IndexHandle};
 use crate::store::entities::{conversation, mailbox};
@@ -226,18 +226,26 @@ async fn purge_mailbox(
         target: format!("mailbox:{}", row.name),
         policy: serde_json::json!({ "retention_days": days, "cutoff": cutoff }),
     };
+    let mut unlinks = Unlinks::default();
     loop {
         let mut query = conversation::Entity::find()
             .select_only()
             .column(conversation::Column::Id)
             .filter(expired_condition(row.id, cutoff))
+            // Oldest first, in the order of the (mailbox_id, last_activity_at) index, so that the
+            // query stops after one batch of rows instead of sorting every expired conversation
+            // again for each batch.
             .order_by_asc(conversation::Column::LastActivityAt)
-            .order_by_asc(conversation::Column::Id)
             .limit(batch);
         if !skipped.is_empty() {
             query = query.filter(conversation::Column::Id.is_not_in(skipped.iter().copied()));
         }
+        let selecting = std::time::Instant::now();
         let ids: Vec<Uuid> = query.into_tuple().all(&store.db).await?;
+        tracing::debug!(
+            select_ms = selecting.elapsed().as_millis(),
+            "purge batch chosen"
+        );
         if ids.is_empty() {
             break;
         }
@@ -247,8 +255,17 @@ async fn purge_mailbox(
             &ids,
             expired_condition(row.id, cutoff),
             Some(&audit),
+            &mut unlinks,
         )
-        .await?;
+        .await;
+        let done = match done {
+            Ok(done) => done,
+            Err(err) => {
+                // Whatever was committed is unlinked before the error is reported.
+                let _ = unlinks.finish().await;
+                return Err(err);
+            }
+        };
         if done.conversations < ids.len() as u64 {
             // Some changed under us; find which and leave them for the next run.
             let left: Vec<Uuid> = conversation::Entity::find()
@@ -265,6 +282,7 @@ async fn purge_mailbox(
             tokio::time::sleep(options.pause).await;
         }
     }
+    unlinks.finish().await?;
     let held = held_expired(&store.db, row.id, cutoff).await?;
     if erased.conversations == 0 && options.actor != "daemon" {
         // A run someone asked for is on record even when it found nothing.
@@ -294,19 +312,31 @@ async fn purge_mailbox(
 /// return free pages, so neither keeps old ciphertext or keys around. Failures are logged: the next run
 /// (or start) does it again.
 pub async fn finish(store: &Store, index: Option<&IndexHandle>) {
+    let started = std::time::Instant::now();
     if let Some(index) = index {
         if let Err(err) = index.purge(Deletion::default()).await {
             warn!(error = %err, "merging deleted documents out of the index failed; retried at the next purge");
         }
+        let merged = started.elapsed();
         // Belt and braces: whatever the index still holds of messages the store no longer has (a
         // document queued by ingest just before its conversation expired) goes too.
         if let Err(err) = super::remove_stale_documents(store, index).await {
             warn!(error = %err, "checking the index for removed messages failed");
         }
+        tracing::debug!(
+            merge_ms = merged.as_millis(),
+            stale_ms = (started.elapsed() - merged).as_millis(),
+            "index cleaned after purge"
+        );
     }
+    let compacting = std::time::Instant::now();
     if let Err(err) = compact(store).await {
         warn!(error = %err, "database compaction after purge failed; retried at the next purge");
     }
+    tracing::debug!(
+        compact_ms = compacting.elapsed().as_millis(),
+        "database compacted after purge"
+    );
 }
 
 /// SQLite: checkpoint the WAL into the main file and truncate it, then hand free pages back
