@@ -1,0 +1,369 @@
+//! Dense conversation ordinals, so that grouping matches by conversation is array indexing
+//! rather than hashing 128-bit ids.
+//!
+//! Per segment (built once from the conversation id columns, cached by segment id: segments are
+//! immutable, and deletions do not change which conversation a document belongs to):
+//! [`SegmentConversations`] numbers the segment's distinct conversations `0..n` in ascending id
+//! order, gives each document its conversation's number, and lists each conversation's documents.
+//!
+//! Per searcher (built when the set of segments changes): [`Conversations`] numbers the
+//! conversations of all segments in ascending id order (a k-way merge of the segments' sorted
+//! lists) and maps every segment's numbers to these global ones. Ascending id order means that
+//! comparing global numbers compares conversation ids, which breaks ties in the result order.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tantivy::index::SegmentId;
+use tantivy::{DocId, Searcher, SegmentReader};
+use tracing::debug;
+
+use super::collector::dense;
+use super::schema::{CONVERSATION_HIGH, CONVERSATION_LOW};
+
+/// The conversations of one segment.
+#[derive(Debug)]
+pub(super) struct SegmentConversations {
+    segment: SegmentId,
+    /// Local number of each document's conversation, indexed by document id. Local numbers
+    /// follow the order of each conversation's first document, so documents close together
+    /// use tallies close together while collecting.
+    ordinal_of_doc: Vec<u32>,
+    /// (conversation id, local number) of every conversation, ascending.
+    sorted: Vec<(u128, u32)>,
+    /// The documents of local number `n` are `docs[starts[n]..starts[n + 1]]`, ascending.
+    starts: Vec<u32>,
+    docs: Vec<DocId>,
+}
+
+impl SegmentConversations {
+    /// Reads the conversation id of every document of `reader` (deleted ones included).
+    pub(super) fn build(reader: &SegmentReader) -> tantivy::Result<SegmentConversations> {
+        let fast_fields = reader.fast_fields();
+        let high = dense(fast_fields.u64(CONVERSATION_HIGH)?);
+        let low = dense(fast_fields.u64(CONVERSATION_LOW)?);
+        let count = reader.max_doc() as usize;
+        let mut ordinal_of_doc: Vec<u32> = Vec::with_capacity(count);
+        let mut ids: Vec<u128> = Vec::new();
+        let mut local_of_id: IdMap<u32> = IdMap::default();
+        // The messages of a conversation are often indexed together: consecutive documents of
+        // the same conversation skip the hash lookup.
+        let mut previous: Option<(u128, u32)> = None;
+        let mut highs = vec![0u64; count.min(4096)];
+        let mut lows = vec![0u64; count.min(4096)];
+        let mut start = 0usize;
+        while start < count {
+            let length = (count - start).min(highs.len());
+            let (highs, lows) = (&mut highs[..length], &mut lows[..length]);
+            high.get_range(start as u64, highs);
+            low.get_range(start as u64, lows);
+            for (&high, &low) in highs.iter().zip(lows.iter()) {
+                let id = (u128::from(high) << 64) | u128::from(low);
+                let local = match previous {
+                    Some((previous_id, local)) if previous_id == id => local,
+                    _ => {
+                        let next = ids.len() as u32;
+                        let local = *local_of_id.entry(id).or_insert(next);
+                        if local == next {
+                            ids.push(id);
+                        }
+                        previous = Some((id, local));
+                        local
+                    }
+                };
+                ordinal_of_doc.push(local);
+            }
+            start += length;
+        }
+        drop(local_of_id);
+        // Documents by conversation (a counting sort: documents stay ascending).
+        let mut starts = vec![0u32; ids.len() + 1];
+        for &local in &ordinal_of_doc {
+            if let Some(slot) = starts.get_mut(local as usize + 1) {
+                *slot += 1;
+            }
+        }
+        for index in 1..starts.len() {
+            starts[index] += starts[index - 1];
+        }
+        let mut next = starts.clone();
+        let mut docs: Vec<DocId> = vec![0; count];
+        for (doc, &local) in ordinal_of_doc.iter().enumerate() {
+            if let Some(position) = next.get_mut(local as usize)
+                && let Some(slot) = docs.get_mut(*position as usize)
+            {
+                *slot = doc as DocId;
+                *position += 1;
+            }
+        }
+        let mut sorted: Vec<(u128, u32)> = ids
+            .into_iter()
+            .enumerate()
+            .map(|(local, id)| (id, local as u32))
+            .collect();
+        sorted.sort_unstable();
+        Ok(SegmentConversations {
+            segment: reader.segment_id(),
+            ordinal_of_doc,
+            sorted,
+            starts,
+            docs,
+        })
+    }
+
+    /// The segment these numbers belong to.
+    pub(super) fn segment_id(&self) -> SegmentId {
+        self.segment
+    }
+
+    /// Local conversation number of each document, indexed by document id.
+    pub(super) fn ordinals(&self) -> &[u32] {
+        &self.ordinal_of_doc
+    }
+
+    /// Number of distinct conversations in the segment.
+    pub(super) fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// The local number of conversation `id`, if the segment holds any of its documents.
+    pub(super) fn find(&self, id: u128) -> Option<u32> {
+        let index = self.sorted.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        self.sorted.get(index).map(|&(_, local)| local)
+    }
+
+    /// The documents of local conversation number `ordinal`, ascending.
+    pub(super) fn docs(&self, ordinal: u32) -> &[DocId] {
+        let index = ordinal as usize;
+        match (self.starts.get(index), self.starts.get(index + 1)) {
+            (Some(&start), Some(&end)) => self.docs.get(start as usize..end as usize),
+            _ => None,
+        }
+        .unwrap_or_default()
+    }
+
+    /// Approximate heap size, for the debug log.
+    fn bytes(&self) -> usize {
+        self.ordinal_of_doc.len() * 4
+            + self.sorted.len() * 32
+            + self.starts.len() * 4
+            + self.docs.len() * 4
+    }
+}
+
+/// Hashes a `u128` id by folding its halves: ids are UUIDs (random or time-ordered with a
+/// random half), so no further mixing is needed, and SipHash would dominate the build time.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.0 = (value as u64) ^ ((value >> 64) as u64);
+    }
+}
+
+/// A map keyed by a UUID as `u128`.
+type IdMap<V> = HashMap<u128, V, BuildHasherDefault<IdHasher>>;
+
+/// The conversations of every segment of one searcher, numbered globally.
+#[derive(Debug)]
+pub(super) struct Conversations {
+    /// By segment ordinal.
+    segments: Vec<Arc<SegmentConversations>>,
+    /// Per segment ordinal: the global number of each local number, with [`SHARED`] set when
+    /// other segments hold documents of the same conversation.
+    global_of_local: Vec<Vec<u32>>,
+    /// Conversation id of each global number, ascending.
+    ids: Vec<u128>,
+}
+
+/// Flag of a global number in [`Conversations::segment`]: the conversation has documents in
+/// several segments.
+pub(super) const SHARED: u32 = 1 << 31;
+
+impl Conversations {
+    fn merge(segments: Vec<Arc<SegmentConversations>>) -> Conversations {
+        let mut global_of_local: Vec<Vec<u32>> = segments
+            .iter()
+            .map(|segment| vec![0; segment.len()])
+            .collect();
+        let mut ids: Vec<u128> = Vec::new();
+        // (next id, segment ordinal, position in that segment's sorted ids)
+        let mut heap: BinaryHeap<Reverse<(u128, usize, usize)>> = segments
+            .iter()
+            .enumerate()
+            .filter_map(|(segment, conversations)| {
+                Some(Reverse((conversations.sorted.first()?.0, segment, 0)))
+            })
+            .collect();
+        // The (segment, local number) pairs of the current id.
+        let mut run: Vec<(usize, u32)> = Vec::new();
+        let mut flush = |run: &mut Vec<(usize, u32)>, global: usize| {
+            let shared = if run.len() > 1 { SHARED } else { 0 };
+            for (segment, local) in run.drain(..) {
+                if let Some(slot) = global_of_local
+                    .get_mut(segment)
+                    .and_then(|map| map.get_mut(local as usize))
+                {
+                    *slot = global as u32 | shared;
+                }
+            }
+        };
+        while let Some(Reverse((id, segment, position))) = heap.pop() {
+            if ids.last() != Some(&id) {
+                if !ids.is_empty() {
+                    flush(&mut run, ids.len() - 1);
+                }
+                ids.push(id);
+            }
+            let sorted = segments
+                .get(segment)
+                .map(|conversations| conversations.sorted.as_slice())
+                .unwrap_or_default();
+            if let Some(&(_, local)) = sorted.get(position) {
+                run.push((segment, local));
+            }
+            if let Some(&(next, _)) = sorted.get(position + 1) {
+                heap.push(Reverse((next, segment, position + 1)));
+            }
+        }
+        if !ids.is_empty() {
+            flush(&mut run, ids.len() - 1);
+        }
+        Conversations {
+            segments,
+            global_of_local,
+            ids,
+        }
+    }
+
+    /// The conversations of segment `ordinal`, and the global number of each local number
+    /// (with the [`SHARED`] flag).
+    pub(super) fn segment(&self, ordinal: usize) -> Option<(&Arc<SegmentConversations>, &[u32])> {
+        Some((
+            self.segments.get(ordinal)?,
+            self.global_of_local.get(ordinal)?.as_slice(),
+        ))
+    }
+
+    /// Number of distinct conversations in the searcher's segments.
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Conversation id of global number `ordinal` (the [`SHARED`] flag ignored).
+    pub(super) fn id(&self, ordinal: u32) -> u128 {
+        self.ids
+            .get((ordinal & !SHARED) as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The per-segment conversations, by segment ordinal.
+    pub(super) fn segments(&self) -> &[Arc<SegmentConversations>] {
+        &self.segments
+    }
+}
+
+/// Keeps the per-segment conversations of the current segments and the global numbering of the
+/// latest searcher.
+#[derive(Default)]
+pub(super) struct ConversationCache {
+    state: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    segments: HashMap<SegmentId, Arc<SegmentConversations>>,
+    latest: Option<(Vec<SegmentId>, Arc<Conversations>)>,
+}
+
+impl ConversationCache {
+    /// The conversations of `searcher`'s segments, built for the segments not seen before.
+    /// Segments no longer in the searcher are forgotten (a search still running on an older
+    /// searcher keeps what it uses alive).
+    pub(super) fn for_searcher(&self, searcher: &Searcher) -> tantivy::Result<Arc<Conversations>> {
+        let readers = searcher.segment_readers();
+        let segment_ids: Vec<SegmentId> = readers.iter().map(SegmentReader::segment_id).collect();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((ids, conversations)) = &state.latest
+            && *ids == segment_ids
+        {
+            return Ok(conversations.clone());
+        }
+        let mut segments = Vec::with_capacity(readers.len());
+        for reader in readers {
+            let conversations = match state.segments.get(&reader.segment_id()) {
+                Some(conversations) => conversations.clone(),
+                None => {
+                    let built = Arc::new(SegmentConversations::build(reader)?);
+                    debug!(
+                        docs = reader.max_doc(),
+                        conversations = built.len(),
+                        bytes = built.bytes(),
+                        "conversation numbers of a new index segment"
+                    );
+                    built
+                }
+            };
+            segments.push(conversations);
+        }
+        state.segments = segments
+            .iter()
+            .map(|conversations| (conversations.segment, conversations.clone()))
+            .collect();
+        let conversations = Arc::new(Conversations::merge(segments));
+        state.latest = Some((segment_ids, conversations.clone()));
+        Ok(conversations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(ids: &[u128]) -> Arc<SegmentConversations> {
+        let mut sorted: Vec<(u128, u32)> = ids
+            .iter()
+            .enumerate()
+            .map(|(local, &id)| (id, local as u32))
+            .collect();
+        sorted.sort_unstable();
+        Arc::new(SegmentConversations {
+            segment: SegmentId::generate_random(),
+            ordinal_of_doc: Vec::new(),
+            starts: (0..=ids.len() as u32).collect(),
+            docs: (0..ids.len() as u32).collect(),
+            sorted,
+        })
+    }
+
+    #[test]
+    fn global_numbers_follow_conversation_ids_across_segments() {
+        let conversations = Conversations::merge(vec![
+            segment(&[30, 10]),
+            segment(&[]),
+            segment(&[20, 30, 5]),
+        ]);
+        assert_eq!(conversations.ids, vec![5, 10, 20, 30]);
+        assert_eq!(
+            conversations.global_of_local,
+            vec![vec![3 | SHARED, 1], vec![], vec![2, 3 | SHARED, 0]]
+        );
+        assert_eq!(conversations.len(), 4);
+        assert_eq!(conversations.id(2), 20);
+        assert_eq!(conversations.id(3 | SHARED), 30);
+    }
+}
