@@ -18,7 +18,6 @@ use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
 use super::Order;
 use super::conversations::{Conversations, SHARED, SegmentConversations};
-use super::schema::DATE;
 
 /// A matching message located in the searcher, with what ordering needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,28 +73,41 @@ fn better_representative(candidate: (i64, Score), current: (i64, Score), order: 
     }
 }
 
-/// The matches of one segment, tallied per conversation in columns indexed by local
+/// The matches of one segment, tallied per conversation in slots indexed by local
 /// conversation number.
 ///
 /// By date, no scores are computed (every score is 0), so the representative is the first
-/// match with the newest date and needs no columns of its own. By relevance the representative
-/// is the first best-scoring match (ties: newer), so its score is the best score and only its
-/// date needs a column.
+/// match with the newest date: its date is the newest. By relevance the representative is the
+/// first best-scoring match (ties: newer), so its score is the best score and only its date
+/// needs a slot of its own.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct SegmentMatches {
     pub(super) segment: SegmentOrdinal,
     order: Order,
-    /// Number of matches (0: none).
-    matched: Vec<u32>,
-    newest: Vec<i64>,
-    representative: Vec<DocId>,
-    /// By relevance only (empty otherwise).
-    best_score: Vec<Score>,
-    representative_date: Vec<i64>,
+    /// By local conversation number.
+    slots: Vec<Slot>,
+    /// By local conversation number, by relevance only (empty otherwise).
+    relevance: Vec<RelevanceSlot>,
     /// Local numbers of the conversations with matches, in the order of their first match.
     touched: Vec<u32>,
     /// Bit set of the matching documents.
     hits: Vec<u64>,
+}
+
+/// The tally of one conversation in one segment (one cache line holds four).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Slot {
+    newest: i64,
+    /// Number of matches (0: none).
+    matched: u32,
+    representative: DocId,
+}
+
+/// What ordering by relevance adds to a [`Slot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct RelevanceSlot {
+    best_score: Score,
+    representative_date: i64,
 }
 
 impl SegmentMatches {
@@ -113,64 +125,54 @@ impl SegmentMatches {
         SegmentMatches {
             segment,
             order,
-            matched: vec![0; conversations],
-            newest: vec![0; conversations],
-            representative: vec![0; conversations],
-            best_score: vec![0.0; relevance],
-            representative_date: vec![0; relevance],
+            slots: vec![Slot::default(); conversations],
+            relevance: vec![RelevanceSlot::default(); relevance],
             touched: Vec::new(),
             hits: vec![0; (max_doc as usize).div_ceil(64)],
         }
     }
 
     /// Adds one matching message of local conversation `local`.
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, local: u32, doc: DocId, date: i64, score: Score) {
         let index = local as usize;
-        let (Some(matched), Some(newest), Some(representative)) = (
-            self.matched.get_mut(index),
-            self.newest.get_mut(index),
-            self.representative.get_mut(index),
-        ) else {
+        let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
-        let first = *matched == 0;
-        *matched += 1;
+        let first = slot.matched == 0;
+        slot.matched += 1;
+        if first {
+            self.touched.push(local);
+            slot.newest = date;
+            slot.representative = doc;
+        }
         match self.order {
             Order::Newest => {
-                if first {
-                    self.touched.push(local);
-                    *newest = date;
-                    *representative = doc;
-                } else if date > *newest {
-                    *newest = date;
-                    *representative = doc;
+                if date > slot.newest {
+                    slot.newest = date;
+                    slot.representative = doc;
                 }
             }
             Order::Relevance => {
-                let (Some(best_score), Some(representative_date)) = (
-                    self.best_score.get_mut(index),
-                    self.representative_date.get_mut(index),
-                ) else {
+                let Some(relevance) = self.relevance.get_mut(index) else {
                     return;
                 };
                 if first {
-                    self.touched.push(local);
-                    *newest = date;
-                    *best_score = score;
-                    *representative = doc;
-                    *representative_date = date;
+                    *relevance = RelevanceSlot {
+                        best_score: score,
+                        representative_date: date,
+                    };
                 } else {
-                    *newest = (*newest).max(date);
+                    slot.newest = slot.newest.max(date);
                     if better_representative(
                         (date, score),
-                        (*representative_date, *best_score),
+                        (relevance.representative_date, relevance.best_score),
                         Order::Relevance,
                     ) {
-                        *representative = doc;
-                        *representative_date = date;
+                        slot.representative = doc;
+                        relevance.representative_date = date;
                     }
-                    *best_score = best_score.max(score);
+                    relevance.best_score = relevance.best_score.max(score);
                 }
             }
         }
@@ -181,20 +183,19 @@ impl SegmentMatches {
 
     /// The tally of local conversation `local`.
     fn tally(&self, local: u32) -> Option<Tally> {
-        let index = local as usize;
-        let newest = *self.newest.get(index)?;
+        let slot = self.slots.get(local as usize)?;
         let (best_score, representative_date) = match self.order {
-            Order::Newest => (0.0, newest),
-            Order::Relevance => (
-                *self.best_score.get(index)?,
-                *self.representative_date.get(index)?,
-            ),
+            Order::Newest => (0.0, slot.newest),
+            Order::Relevance => {
+                let relevance = self.relevance.get(local as usize)?;
+                (relevance.best_score, relevance.representative_date)
+            }
         };
         Some(Tally {
-            newest,
+            newest: slot.newest,
             best_score,
-            matched: *self.matched.get(index)?,
-            representative_doc: *self.representative.get(index)?,
+            matched: slot.matched,
+            representative_doc: slot.representative,
             representative_date,
             representative_score: best_score,
         })
@@ -269,8 +270,8 @@ impl Collector for GroupingCollector {
                 conversations.len(),
                 reader.max_doc(),
             ),
+            date: conversations.date.clone(),
             conversations,
-            date: dense(reader.fast_fields().i64(DATE)?),
             date_buffer: Vec::new(),
         })
     }
@@ -541,6 +542,7 @@ mod tests {
             matches.add(1, doc, date, 0.0);
         }
         assert_eq!(matches.touched, vec![1]);
+        assert_eq!(matches.slots[0], Slot::default());
         let tally = matches.tally(1).expect("tallied");
         assert_eq!(
             (tally.newest, tally.matched, tally.representative_doc),

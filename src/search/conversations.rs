@@ -16,17 +16,22 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tantivy::columnar::ColumnValues;
 use tantivy::index::SegmentId;
 use tantivy::{DocId, Searcher, SegmentReader};
 use tracing::debug;
 
 use super::collector::dense;
-use super::schema::{CONVERSATION_HIGH, CONVERSATION_LOW};
+use super::schema::{CONVERSATION_HIGH, CONVERSATION_LOW, DATE, MESSAGE_HIGH, MESSAGE_LOW};
 
-/// The conversations of one segment.
-#[derive(Debug)]
+/// The conversations of one segment, and the columns every search reads from it.
 pub(super) struct SegmentConversations {
     segment: SegmentId,
+    /// The segment's date and message id columns, opened once: opening a column reads it from
+    /// the directory, which for the encrypted directory may mean copying it out of the cache.
+    pub(super) date: Arc<dyn ColumnValues<i64>>,
+    pub(super) message_high: Arc<dyn ColumnValues<u64>>,
+    pub(super) message_low: Arc<dyn ColumnValues<u64>>,
     /// Local number of each document's conversation, indexed by document id. Local numbers
     /// follow the order of each conversation's first document, so documents close together
     /// use tallies close together while collecting.
@@ -106,6 +111,9 @@ impl SegmentConversations {
         sorted.sort_unstable();
         Ok(SegmentConversations {
             segment: reader.segment_id(),
+            date: dense(fast_fields.i64(DATE)?),
+            message_high: dense(fast_fields.u64(MESSAGE_HIGH)?),
+            message_low: dense(fast_fields.u64(MESSAGE_LOW)?),
             ordinal_of_doc,
             sorted,
             starts,
@@ -144,12 +152,31 @@ impl SegmentConversations {
         .unwrap_or_default()
     }
 
+    /// The message id of `doc`.
+    pub(super) fn message_id(&self, doc: DocId) -> uuid::Uuid {
+        uuid::Uuid::from_u64_pair(
+            self.message_high.get_val(doc),
+            self.message_low.get_val(doc),
+        )
+    }
+
     /// Approximate heap size, for the debug log.
     fn bytes(&self) -> usize {
         self.ordinal_of_doc.len() * 4
             + self.sorted.len() * 32
             + self.starts.len() * 4
             + self.docs.len() * 4
+    }
+}
+
+impl std::fmt::Debug for SegmentConversations {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SegmentConversations")
+            .field("segment", &self.segment)
+            .field("docs", &self.ordinal_of_doc.len())
+            .field("conversations", &self.sorted.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -303,10 +330,11 @@ impl ConversationCache {
         {
             return Ok(conversations.clone());
         }
-        let mut segments = Vec::with_capacity(readers.len());
-        for reader in readers {
-            let conversations = match state.segments.get(&reader.segment_id()) {
-                Some(conversations) => conversations.clone(),
+        // New segments are read on the search threads.
+        let known = &state.segments;
+        let segments = searcher.index().search_executor().map(
+            |reader: &SegmentReader| match known.get(&reader.segment_id()) {
+                Some(conversations) => Ok(conversations.clone()),
                 None => {
                     let built = Arc::new(SegmentConversations::build(reader)?);
                     debug!(
@@ -315,11 +343,11 @@ impl ConversationCache {
                         bytes = built.bytes(),
                         "conversation numbers of a new index segment"
                     );
-                    built
+                    Ok(built)
                 }
-            };
-            segments.push(conversations);
-        }
+            },
+            readers.iter(),
+        )?;
         state.segments = segments
             .iter()
             .map(|conversations| (conversations.segment, conversations.clone()))
@@ -332,6 +360,8 @@ impl ConversationCache {
 
 #[cfg(test)]
 mod tests {
+    use tantivy::columnar::EmptyColumnValues;
+
     use super::*;
 
     fn segment(ids: &[u128]) -> Arc<SegmentConversations> {
@@ -341,8 +371,12 @@ mod tests {
             .map(|(local, &id)| (id, local as u32))
             .collect();
         sorted.sort_unstable();
+        let empty_u64: Arc<dyn ColumnValues<u64>> = Arc::new(EmptyColumnValues);
         Arc::new(SegmentConversations {
             segment: SegmentId::generate_random(),
+            date: Arc::new(EmptyColumnValues),
+            message_high: empty_u64.clone(),
+            message_low: empty_u64,
             ordinal_of_doc: Vec::new(),
             starts: (0..=ids.len() as u32).collect(),
             docs: (0..ids.len() as u32).collect(),

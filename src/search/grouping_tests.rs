@@ -244,7 +244,8 @@ fn compare_all(index: &SearchIndex, label: &str) {
 
 #[test]
 fn grouping_matches_a_naive_reference() {
-    let index = SearchIndex::open_or_create(Box::new(RamDirectory::create())).expect("index");
+    let directory = RamDirectory::create();
+    let index = SearchIndex::open_or_create(Box::new(directory.clone())).expect("index");
     let mut writer = index.writer(HEAP).expect("writer");
     let mut random = Random(0x1234_5678_9ABC_DEF1);
     let mut number = 0;
@@ -272,4 +273,7 @@ fn grouping_matches_a_naive_reference() {
         .expect("delete");
     writer.commit().expect("commit");
     compare_all(&index, "with deletions");
+    let parallel =
+        SearchIndex::open_or_create_with_threads(Box::new(directory), 3).expect("second handle");
+    compare_all(&parallel, "segments searched on three threads");
 }

@@ -18,7 +18,7 @@ use super::analysis::{QueryAnalyzers, tokenizer_manager};
 use super::collector::{self, ConversationGroup, GroupingCollector, SegmentMatches};
 use super::compile::{Highlight, compile, mailbox_filter};
 use super::conversations::{ConversationCache, Conversations};
-use super::schema::{DATE, Fields, MESSAGE_HIGH, MESSAGE_LOW, build_schema, document};
+use super::schema::{Fields, MESSAGE_HIGH, MESSAGE_LOW, build_schema, document};
 use super::snippet::SnippetMaker;
 use super::{ConversationHit, SearchDoc, SearchError, SearchOptions, SearchResults, query};
 
@@ -47,8 +47,20 @@ impl SearchIndex {
     pub fn open_or_create(
         directory: Box<dyn tantivy::Directory>,
     ) -> Result<SearchIndex, SearchError> {
+        Self::open_or_create_with_threads(directory, 1)
+    }
+
+    /// [`Self::open_or_create`] searching the segments of an index on a pool of `threads`
+    /// threads (1: on the calling thread, the default). The segments of one search are spread
+    /// over the pool; this shortens a search only when its work is spread over segments of
+    /// similar size and cores are idle (not the case in the benchmark's index, where one merged
+    /// segment holds most messages: `--threads=2` gave no gain on a busy 2-core machine).
+    pub fn open_or_create_with_threads(
+        directory: Box<dyn tantivy::Directory>,
+        threads: usize,
+    ) -> Result<SearchIndex, SearchError> {
         let (schema, fields) = build_schema();
-        let index = Index::builder()
+        let mut index = Index::builder()
             .schema(schema)
             .tokenizers(tokenizer_manager())
             .open_or_create(directory)
@@ -56,6 +68,9 @@ impl SearchIndex {
                 TantivyError::SchemaError(_) => SearchError::SchemaMismatch,
                 other => SearchError::from(other),
             })?;
+        if threads > 1 {
+            index.set_multithread_executor(threads)?;
+        }
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -174,7 +189,7 @@ impl SearchIndex {
             options.offset,
             options.limit,
         );
-        let message_ids = message_ids(&searcher, &conversations, &segments, &page)?;
+        let message_ids = message_ids(&conversations, &segments, &page);
         Ok(Some(Found {
             searcher,
             highlight,
@@ -245,62 +260,43 @@ fn read_uuid(high: &Column<u64>, low: &Column<u64>, doc: tantivy::DocId) -> Uuid
 
 /// Ids of the matching messages of each conversation of `page`, newest first.
 fn message_ids(
-    searcher: &Searcher,
     conversations: &Conversations,
     segments: &[SegmentMatches],
     page: &[ConversationGroup],
-) -> Result<Vec<Vec<Uuid>>, SearchError> {
-    let segment_readers = searcher.segment_readers();
-    // Per segment with matches: its conversation numbers and date column.
-    let mut sources = Vec::new();
-    for matches in segments.iter().filter(|matches| !matches.is_empty()) {
-        let ordinal = matches.segment as usize;
-        let (Some(reader), Some((numbers, _))) =
-            (segment_readers.get(ordinal), conversations.segment(ordinal))
-        else {
-            continue;
-        };
-        sources.push((matches, numbers, reader.fast_fields().i64(DATE)?));
-    }
-    let mut columns: Vec<Option<(Column<u64>, Column<u64>)>> = vec![None; segment_readers.len()];
-    let mut result = Vec::with_capacity(page.len());
-    for group in page {
-        // (date, segment, doc) of each matching message of the conversation.
-        let mut list: Vec<(i64, u32, tantivy::DocId)> = Vec::with_capacity(group.matched);
-        for (matches, numbers, date) in &sources {
-            let Some(local) = numbers.find(group.conversation) else {
-                continue;
-            };
-            for &doc in numbers.docs(local) {
-                if matches.contains(doc) {
-                    list.push((date.first(doc).unwrap_or_default(), matches.segment, doc));
+) -> Vec<Vec<Uuid>> {
+    // The segments with matches, and their conversation numbers and columns.
+    let sources: Vec<_> = segments
+        .iter()
+        .filter(|matches| !matches.is_empty())
+        .filter_map(|matches| {
+            let (numbers, _) = conversations.segment(matches.segment as usize)?;
+            Some((matches, numbers))
+        })
+        .collect();
+    page.iter()
+        .map(|group| {
+            // (date, segment, doc) of each matching message of the conversation.
+            let mut list: Vec<(i64, usize, tantivy::DocId)> = Vec::with_capacity(group.matched);
+            for (position, (matches, numbers)) in sources.iter().enumerate() {
+                let Some(local) = numbers.find(group.conversation) else {
+                    continue;
+                };
+                for &doc in numbers.docs(local) {
+                    if matches.contains(doc) {
+                        list.push((numbers.date.get_val(doc), position, doc));
+                    }
                 }
             }
-        }
-        list.sort_by_key(|&located| std::cmp::Reverse(located));
-        let mut ids = Vec::with_capacity(list.len());
-        for (_, segment_ordinal, doc) in list {
-            let segment_index = segment_ordinal as usize;
-            let (Some(slot), Some(segment)) = (
-                columns.get_mut(segment_index),
-                segment_readers.get(segment_index),
-            ) else {
-                continue;
-            };
-            if slot.is_none() {
-                let fast_fields = segment.fast_fields();
-                *slot = Some((
-                    fast_fields.u64(MESSAGE_HIGH)?,
-                    fast_fields.u64(MESSAGE_LOW)?,
-                ));
-            }
-            if let Some((high, low)) = slot {
-                ids.push(read_uuid(high, low, doc));
-            }
-        }
-        result.push(ids);
-    }
-    Ok(result)
+            // Sources are in segment order, so this is (date, segment, doc) order.
+            list.sort_by_key(|&located| std::cmp::Reverse(located));
+            list.into_iter()
+                .filter_map(|(_, position, doc)| {
+                    let (_, numbers) = sources.get(position)?;
+                    Some(numbers.message_id(doc))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A compiled query with its mailbox scope, and the words to highlight.
