@@ -276,6 +276,92 @@ impl Conversations {
         }
     }
 
+    /// The numbering of `segments`, which are `previous`'s segments (in any order) plus some
+    /// added ones: linear passes over the previous numbering instead of a k-way merge of every
+    /// segment. After a commit only the new segment is added, so this is the common case.
+    fn extend(previous: &Conversations, segments: Vec<Arc<SegmentConversations>>) -> Conversations {
+        let position_before: HashMap<SegmentId, usize> = previous
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(position, segment)| (segment.segment, position))
+            .collect();
+        let added: Vec<Arc<SegmentConversations>> = segments
+            .iter()
+            .filter(|segment| !position_before.contains_key(&segment.segment))
+            .cloned()
+            .collect();
+        let added = Conversations::merge(added);
+        // Two-way merge of the sorted ids; where each old and each added number goes, and
+        // which new numbers both sides hold.
+        let (old_ids, added_ids) = (&previous.ids, &added.ids);
+        let mut ids: Vec<u128> = Vec::with_capacity(old_ids.len() + added_ids.len());
+        let mut old_to_new: Vec<u32> = Vec::with_capacity(old_ids.len());
+        let mut added_to_new: Vec<u32> = Vec::with_capacity(added_ids.len());
+        let mut on_both_sides: Vec<bool> = Vec::with_capacity(old_ids.len() + added_ids.len());
+        let (mut old, mut new) = (old_ids.iter().peekable(), added_ids.iter().peekable());
+        loop {
+            let next = match (old.peek(), new.peek()) {
+                (Some(&&left), Some(&&right)) => left.min(right),
+                (Some(&&left), None) => left,
+                (None, Some(&&right)) => right,
+                (None, None) => break,
+            };
+            let number = ids.len() as u32;
+            let from_old = old.next_if(|&&id| id == next).is_some();
+            let from_added = new.next_if(|&&id| id == next).is_some();
+            if from_old {
+                old_to_new.push(number);
+            }
+            if from_added {
+                added_to_new.push(number);
+            }
+            ids.push(next);
+            on_both_sides.push(from_old && from_added);
+        }
+        let renumber = |numbers: &[u32], to_new: &[u32]| -> Vec<u32> {
+            numbers
+                .iter()
+                .map(|&number| {
+                    let global = to_new
+                        .get((number & !SHARED) as usize)
+                        .copied()
+                        .unwrap_or_default();
+                    let both = on_both_sides.get(global as usize).copied().unwrap_or(false);
+                    global | (number & SHARED) | if both { SHARED } else { 0 }
+                })
+                .collect()
+        };
+        let mut added_position = 0;
+        let global_of_local = segments
+            .iter()
+            .map(|segment| match position_before.get(&segment.segment) {
+                Some(&position) => renumber(
+                    previous
+                        .global_of_local
+                        .get(position)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                    &old_to_new,
+                ),
+                None => {
+                    let numbers = added
+                        .global_of_local
+                        .get(added_position)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    added_position += 1;
+                    renumber(numbers, &added_to_new)
+                }
+            })
+            .collect();
+        Conversations {
+            segments,
+            global_of_local,
+            ids,
+        }
+    }
+
     /// The conversations of segment `ordinal`, and the global number of each local number
     /// (with the [`SHARED`] flag).
     pub(super) fn segment(&self, ordinal: usize) -> Option<(&Arc<SegmentConversations>, &[u32])> {
@@ -352,7 +438,14 @@ impl ConversationCache {
             .iter()
             .map(|conversations| (conversations.segment, conversations.clone()))
             .collect();
-        let conversations = Arc::new(Conversations::merge(segments));
+        let conversations = Arc::new(match &state.latest {
+            Some((previous_ids, previous))
+                if previous_ids.iter().all(|id| segment_ids.contains(id)) =>
+            {
+                Conversations::extend(previous, segments)
+            }
+            _ => Conversations::merge(segments),
+        });
         state.latest = Some((segment_ids, conversations.clone()));
         Ok(conversations)
     }
@@ -382,6 +475,43 @@ mod tests {
             docs: (0..ids.len() as u32).collect(),
             sorted,
         })
+    }
+
+    #[test]
+    fn extending_the_numbering_matches_numbering_from_scratch() {
+        // xorshift64*, deterministic.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut random = |bound: u64| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
+        };
+        for round in 0..50 {
+            let mut all: Vec<Arc<SegmentConversations>> = (0..1 + random(5))
+                .map(|_| {
+                    let ids: Vec<u128> = (0..random(30)).map(|_| u128::from(random(60))).collect();
+                    let mut unique = ids.clone();
+                    unique.sort_unstable();
+                    unique.dedup();
+                    // Local numbers in another order than the ids.
+                    unique.reverse();
+                    segment(&unique)
+                })
+                .collect();
+            let before = random(all.len() as u64 + 1) as usize;
+            let previous = Conversations::merge(all.get(..before).unwrap_or_default().to_vec());
+            // The searcher may list the segments in another order.
+            let count = all.len();
+            all.rotate_left(round % count);
+            let extended = Conversations::extend(&previous, all.clone());
+            let scratch = Conversations::merge(all);
+            assert_eq!(extended.ids, scratch.ids, "round {round}");
+            assert_eq!(
+                extended.global_of_local, scratch.global_of_local,
+                "round {round}"
+            );
+        }
     }
 
     #[test]
