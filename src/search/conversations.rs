@@ -1,15 +1,20 @@
-//! Dense conversation ordinals, so that grouping matches by conversation is array indexing
+//! Dense conversation numbers, so that grouping matches by conversation is array indexing
 //! rather than hashing 128-bit ids.
 //!
 //! Per segment (built once from the conversation id columns, cached by segment id: segments are
 //! immutable, and deletions do not change which conversation a document belongs to):
-//! [`SegmentConversations`] numbers the segment's distinct conversations `0..n` in ascending id
-//! order, gives each document its conversation's number, and lists each conversation's documents.
+//! [`SegmentConversations`] numbers the segment's distinct conversations `0..n` in the order of
+//! their first document, gives each document its conversation's number, and lists each
+//! conversation's documents. It costs 8 bytes per document and 36 per conversation (about 17 MB
+//! for 1,000,000 messages in 250,000 conversations), plus the date and message id columns it
+//! keeps open. A search adds 16 bytes per conversation and one bit per document of each segment.
 //!
 //! Per searcher (built when the set of segments changes): [`Conversations`] numbers the
-//! conversations of all segments in ascending id order (a k-way merge of the segments' sorted
-//! lists) and maps every segment's numbers to these global ones. Ascending id order means that
-//! comparing global numbers compares conversation ids, which breaks ties in the result order.
+//! conversations of all segments in ascending id order and maps every segment's numbers to these
+//! global ones, flagging conversations found in several segments (only those need merging).
+//! Ascending id order means that comparing global numbers compares conversation ids, which
+//! breaks ties in the result order. From scratch this is a k-way merge of the segments' sorted
+//! ids; when segments were only added (a commit), the previous numbering is extended instead.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
