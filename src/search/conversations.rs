@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::columnar::ColumnValues;
 use tantivy::index::SegmentId;
-use tantivy::{DocId, Searcher, SegmentReader};
-use tracing::debug;
+use tantivy::{DocId, Searcher, SearcherGeneration, SegmentReader, Warmer};
+use tracing::{debug, warn};
 
 use super::collector::dense;
 use super::schema::{CONVERSATION_HIGH, CONVERSATION_LOW, DATE, MESSAGE_HIGH, MESSAGE_LOW};
@@ -453,6 +453,39 @@ impl ConversationCache {
         });
         state.latest = Some((segment_ids, conversations.clone()));
         Ok(conversations)
+    }
+}
+
+impl ConversationCache {
+    /// Whether the numbering of `searcher`'s segments is already built.
+    #[cfg(test)]
+    pub(super) fn is_built_for(&self, searcher: &Searcher) -> bool {
+        let segment_ids: Vec<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(SegmentReader::segment_id)
+            .collect();
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .latest
+            .as_ref()
+            .is_some_and(|(ids, _)| *ids == segment_ids)
+    }
+}
+
+/// Numbers the conversations of new segments when the index reader loads them (after a commit,
+/// on the committing thread), rather than in the first search that uses them.
+impl Warmer for ConversationCache {
+    fn warm(&self, searcher: &Searcher) -> tantivy::Result<()> {
+        // A failure here must not fail the commit: the next search tries again and reports it.
+        if let Err(error) = self.for_searcher(searcher) {
+            warn!(%error, "cannot number the conversations of new index segments");
+        }
+        Ok(())
+    }
+
+    fn garbage_collect(&self, _live_generations: &[&SearcherGeneration]) {
+        // Each new searcher already replaces what the previous one used.
     }
 }
 

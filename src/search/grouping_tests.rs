@@ -257,6 +257,10 @@ fn grouping_matches_a_naive_reference() {
             number += 1;
         }
         writer.commit().expect("commit");
+        assert!(
+            index.conversations_ready_for_tests(),
+            "the commit numbered the new segment's conversations before any search"
+        );
         if batch == 0 {
             compare_all(&index, "one segment");
         }

@@ -9,7 +9,7 @@ use tantivy::query::{BooleanQuery, Occur, Query};
 use tantivy::schema::Value;
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
-    TantivyError, Term,
+    TantivyError, Term, Warmer,
 };
 use tracing::debug;
 use uuid::Uuid;
@@ -35,8 +35,9 @@ struct Inner {
     reader: IndexReader,
     fields: Fields,
     analyzers: QueryAnalyzers,
-    /// Dense conversation numbers of the current segments.
-    conversations: ConversationCache,
+    /// Dense conversation numbers of the current segments, built when the reader loads new
+    /// segments (after each commit), so searches do not wait for it.
+    conversations: Arc<ConversationCache>,
 }
 
 impl SearchIndex {
@@ -71,9 +72,12 @@ impl SearchIndex {
         if threads > 1 {
             index.set_multithread_executor(threads)?;
         }
+        let conversations = Arc::new(ConversationCache::default());
+        let warmer: Arc<dyn Warmer> = conversations.clone();
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            .warmers(vec![Arc::downgrade(&warmer)])
             .try_into()?;
         Ok(SearchIndex {
             inner: Arc::new(Inner {
@@ -81,7 +85,7 @@ impl SearchIndex {
                 reader,
                 fields,
                 analyzers: QueryAnalyzers::default(),
-                conversations: ConversationCache::default(),
+                conversations,
             }),
         })
     }
@@ -222,6 +226,13 @@ impl SearchIndex {
             ])),
         };
         Ok(Some((query, compiled.highlight)))
+    }
+
+    /// Whether the conversation numbering of the current searcher is built (tests).
+    #[cfg(test)]
+    pub(super) fn conversations_ready_for_tests(&self) -> bool {
+        let searcher = self.inner.reader.searcher();
+        self.inner.conversations.is_built_for(&searcher)
     }
 
     /// The current searcher, for tests that inspect segments.
