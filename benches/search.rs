@@ -441,7 +441,9 @@ fn measure(
         }
     };
     let (directory, encrypted) = open_directory(kind, &path, settings);
+    let opening = Instant::now();
     let index = open_index(directory, settings);
+    let open_time = opening.elapsed();
     let size: u64 = std::fs::read_dir(&path)
         .expect("list")
         .filter_map(|entry| entry.ok()?.metadata().ok())
@@ -455,6 +457,10 @@ fn measure(
         index.num_segments(),
         size / 1_000_000,
         path.display(),
+    );
+    println!(
+        "opened in {:.1} ms (reading every segment's conversation ids included)",
+        milliseconds(open_time)
     );
     let (median, p95, p99) = run_queries(&index, settings);
     if let Some(encrypted) = encrypted {
