@@ -222,7 +222,7 @@ pub(super) struct Conversations {
 }
 
 /// Flag of a global number in [`Conversations::segment`]: the conversation has documents in
-/// several segments.
+/// several segments. Global numbers themselves stay below it (fewer than 2^31 conversations).
 pub(super) const SHARED: u32 = 1 << 31;
 
 impl Conversations {
