@@ -9,15 +9,16 @@ use tantivy::query::{BooleanQuery, Occur, Query};
 use tantivy::schema::Value;
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
-    TantivyError, Term,
+    TantivyError, Term, Warmer,
 };
 use tracing::debug;
 use uuid::Uuid;
 
 use super::analysis::{QueryAnalyzers, tokenizer_manager};
-use super::collector::{self, ConversationGroup, GroupingCollector, IdMap, SegmentGroups};
-use super::compile::{compile, mailbox_filter};
-use super::schema::{DATE, Fields, MESSAGE_HIGH, MESSAGE_LOW, build_schema, document};
+use super::collector::{self, ConversationGroup, GroupingCollector, SegmentMatches};
+use super::compile::{Highlight, compile, mailbox_filter};
+use super::conversations::{ConversationCache, Conversations};
+use super::schema::{Fields, MESSAGE_HIGH, MESSAGE_LOW, build_schema, document};
 use super::snippet::SnippetMaker;
 use super::{ConversationHit, SearchDoc, SearchError, SearchOptions, SearchResults, query};
 
@@ -34,6 +35,9 @@ struct Inner {
     reader: IndexReader,
     fields: Fields,
     analyzers: QueryAnalyzers,
+    /// Dense conversation numbers of the current segments, built when the reader loads new
+    /// segments (after each commit), so searches do not wait for it.
+    conversations: Arc<ConversationCache>,
 }
 
 impl SearchIndex {
@@ -44,8 +48,20 @@ impl SearchIndex {
     pub fn open_or_create(
         directory: Box<dyn tantivy::Directory>,
     ) -> Result<SearchIndex, SearchError> {
+        Self::open_or_create_with_threads(directory, 1)
+    }
+
+    /// [`Self::open_or_create`] searching the segments of an index on a pool of `threads`
+    /// threads (1: on the calling thread, the default). The segments of one search are spread
+    /// over the pool; this shortens a search only when its work is spread over segments of
+    /// similar size and cores are idle (not the case in the benchmark's index, where one merged
+    /// segment holds most messages: `--threads=2` gave no gain on a busy 2-core machine).
+    pub fn open_or_create_with_threads(
+        directory: Box<dyn tantivy::Directory>,
+        threads: usize,
+    ) -> Result<SearchIndex, SearchError> {
         let (schema, fields) = build_schema();
-        let index = Index::builder()
+        let mut index = Index::builder()
             .schema(schema)
             .tokenizers(tokenizer_manager())
             .open_or_create(directory)
@@ -53,9 +69,15 @@ impl SearchIndex {
                 TantivyError::SchemaError(_) => SearchError::SchemaMismatch,
                 other => SearchError::from(other),
             })?;
+        if threads > 1 {
+            index.set_multithread_executor(threads)?;
+        }
+        let conversations = Arc::new(ConversationCache::default());
+        let warmer: Arc<dyn Warmer> = conversations.clone();
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            .warmers(vec![Arc::downgrade(&warmer)])
             .try_into()?;
         Ok(SearchIndex {
             inner: Arc::new(Inner {
@@ -63,6 +85,7 @@ impl SearchIndex {
                 reader,
                 fields,
                 analyzers: QueryAnalyzers::default(),
+                conversations,
             }),
         })
     }
@@ -121,18 +144,79 @@ impl SearchIndex {
         query: &str,
         options: &SearchOptions,
     ) -> Result<SearchResults, SearchError> {
+        let Some(found) = self.find(query, options)? else {
+            return Ok(SearchResults {
+                total_conversations: 0,
+                hits: Vec::new(),
+            });
+        };
+        let snippets = SnippetMaker::new(&found.searcher, &self.inner.fields, &found.highlight)?;
+        let mut conversation_hits = Vec::with_capacity(found.page.len());
+        for (group, message_ids) in found.page.iter().zip(found.message_ids) {
+            conversation_hits.push(ConversationHit {
+                conversation_id: Uuid::from_u128(group.conversation),
+                score: group.best_score,
+                newest: DateTime::from_timestamp(group.newest, 0).unwrap_or_default(),
+                matched_messages: group.matched,
+                snippet: self.snippet(&found.searcher, &snippets, &group.representative)?,
+                message_ids,
+            });
+        }
+        Ok(SearchResults {
+            total_conversations: found.total_conversations,
+            hits: conversation_hits,
+        })
+    }
+
+    /// The page of conversations matching `query` with their representatives and message ids
+    /// (no snippets yet); `None` when the mailbox scope is empty.
+    pub(super) fn find(
+        &self,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Option<Found>, SearchError> {
+        let inner = &*self.inner;
+        let Some((query, highlight)) = self.compile_query(query, options)? else {
+            return Ok(None);
+        };
+        let searcher = inner.reader.searcher();
+        let conversations = inner.conversations.for_searcher(&searcher)?;
+        let collector = GroupingCollector {
+            order: options.order,
+            conversations: conversations.clone(),
+        };
+        let segments = searcher.search(&*query, &collector)?;
+        let (total_conversations, page) = collector::select(
+            &segments,
+            &conversations,
+            options.order,
+            options.offset,
+            options.limit,
+        );
+        let message_ids = message_ids(&conversations, &segments, &page);
+        Ok(Some(Found {
+            searcher,
+            highlight,
+            total_conversations,
+            page,
+            message_ids,
+        }))
+    }
+
+    /// `query` compiled with the mailbox scope of `options`, and the words to highlight; `None`
+    /// when the scope is empty (nothing can match).
+    pub(super) fn compile_query(
+        &self,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Option<ScopedQuery>, SearchError> {
         let inner = &*self.inner;
         let expr = query::parse(query)?;
         let mut analyzers = inner.analyzers.clone();
         let compiled = compile(&expr, &inner.fields, analyzers.clone())?;
         let query: Box<dyn Query> = match &options.mailboxes {
             None => compiled.query,
-            Some(mailboxes) if mailboxes.is_empty() => {
-                return Ok(SearchResults {
-                    total_conversations: 0,
-                    hits: Vec::new(),
-                });
-            }
+            Some(mailboxes) if mailboxes.is_empty() => return Ok(None),
             Some(mailboxes) => Box::new(BooleanQuery::new(vec![
                 (Occur::Must, compiled.query),
                 (
@@ -141,31 +225,14 @@ impl SearchIndex {
                 ),
             ])),
         };
-        let searcher = inner.reader.searcher();
-        let collector = GroupingCollector {
-            order: options.order,
-        };
-        let segments = searcher.search(&*query, &collector)?;
-        let groups = collector::merge(&segments, options.order);
-        let total_conversations = groups.len();
-        let page = collector::page(groups, options.order, options.offset, options.limit);
-        let message_ids = message_ids(&searcher, &segments, &page)?;
-        let snippets = SnippetMaker::new(&searcher, &inner.fields, &compiled.highlight)?;
-        let mut conversation_hits = Vec::with_capacity(page.len());
-        for (group, message_ids) in page.iter().zip(message_ids) {
-            conversation_hits.push(ConversationHit {
-                conversation_id: Uuid::from_u128(group.conversation),
-                score: group.best_score,
-                newest: DateTime::from_timestamp(group.newest, 0).unwrap_or_default(),
-                matched_messages: group.matched,
-                snippet: self.snippet(&searcher, &snippets, &group.representative)?,
-                message_ids,
-            });
-        }
-        Ok(SearchResults {
-            total_conversations,
-            hits: conversation_hits,
-        })
+        Ok(Some((query, compiled.highlight)))
+    }
+
+    /// Whether the conversation numbering of the current searcher is built (tests).
+    #[cfg(test)]
+    pub(super) fn conversations_ready_for_tests(&self) -> bool {
+        let searcher = self.inner.reader.searcher();
+        self.inner.conversations.is_built_for(&searcher)
     }
 
     /// The current searcher, for tests that inspect segments.
@@ -204,67 +271,58 @@ fn read_uuid(high: &Column<u64>, low: &Column<u64>, doc: tantivy::DocId) -> Uuid
 
 /// Ids of the matching messages of each conversation of `page`, newest first.
 fn message_ids(
-    searcher: &Searcher,
-    segments: &[SegmentGroups],
+    conversations: &Conversations,
+    segments: &[SegmentMatches],
     page: &[ConversationGroup],
-) -> Result<Vec<Vec<Uuid>>, SearchError> {
-    let position: IdMap<usize> = page
+) -> Vec<Vec<Uuid>> {
+    // The segments with matches, and their conversation numbers and columns.
+    let sources: Vec<_> = segments
         .iter()
-        .enumerate()
-        .map(|(index, group)| (group.conversation, index))
+        .filter(|matches| !matches.is_empty())
+        .filter_map(|matches| {
+            let (numbers, _) = conversations.segment(matches.segment as usize)?;
+            Some((matches, numbers))
+        })
         .collect();
-    // (date, segment, doc) of each matching message of each page conversation.
-    let mut per_conversation: Vec<Vec<(i64, u32, tantivy::DocId)>> = vec![Vec::new(); page.len()];
-    let segment_readers = searcher.segment_readers();
-    for segment in segments {
-        // Page position of each of the segment's groups, if on the page.
-        let on_page: Vec<Option<usize>> = segment
-            .groups
-            .iter()
-            .map(|group| position.get(&group.conversation).copied())
-            .collect();
-        if on_page.iter().all(Option::is_none) {
-            continue;
-        }
-        let Some(reader) = segment_readers.get(segment.segment as usize) else {
-            continue;
-        };
-        let date = reader.fast_fields().i64(DATE)?;
-        for &(doc, group) in &segment.hits {
-            if let Some(Some(index)) = on_page.get(group as usize)
-                && let Some(list) = per_conversation.get_mut(*index)
-            {
-                list.push((date.first(doc).unwrap_or_default(), segment.segment, doc));
+    page.iter()
+        .map(|group| {
+            // (date, segment, doc) of each matching message of the conversation.
+            let mut list: Vec<(i64, usize, tantivy::DocId)> = Vec::with_capacity(group.matched);
+            for (position, (matches, numbers)) in sources.iter().enumerate() {
+                let Some(local) = numbers.find(group.conversation) else {
+                    continue;
+                };
+                for &doc in numbers.docs(local) {
+                    if matches.contains(doc) {
+                        list.push((numbers.date.get_val(doc), position, doc));
+                    }
+                }
             }
-        }
-    }
-    let mut columns: Vec<Option<(Column<u64>, Column<u64>)>> = vec![None; segment_readers.len()];
-    let mut result = Vec::with_capacity(page.len());
-    for mut list in per_conversation {
-        list.sort_by_key(|&located| std::cmp::Reverse(located));
-        let mut ids = Vec::with_capacity(list.len());
-        for (_, segment_ordinal, doc) in list {
-            let segment_index = segment_ordinal as usize;
-            let (Some(slot), Some(segment)) = (
-                columns.get_mut(segment_index),
-                segment_readers.get(segment_index),
-            ) else {
-                continue;
-            };
-            if slot.is_none() {
-                let fast_fields = segment.fast_fields();
-                *slot = Some((
-                    fast_fields.u64(MESSAGE_HIGH)?,
-                    fast_fields.u64(MESSAGE_LOW)?,
-                ));
-            }
-            if let Some((high, low)) = slot {
-                ids.push(read_uuid(high, low, doc));
-            }
-        }
-        result.push(ids);
-    }
-    Ok(result)
+            // Sources are in segment order, so this is (date, segment, doc) order.
+            list.sort_by_key(|&located| std::cmp::Reverse(located));
+            list.into_iter()
+                .filter_map(|(_, position, doc)| {
+                    let (_, numbers) = sources.get(position)?;
+                    Some(numbers.message_id(doc))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A compiled query with its mailbox scope, and the words to highlight.
+pub(super) type ScopedQuery = (Box<dyn Query>, Highlight);
+
+/// What [`SearchIndex::find`] found: one page of conversations.
+pub(super) struct Found {
+    pub(super) searcher: Searcher,
+    pub(super) highlight: Highlight,
+    /// Number of matching conversations (all pages).
+    pub(super) total_conversations: usize,
+    /// The page's conversations in result order.
+    pub(super) page: Vec<ConversationGroup>,
+    /// The matching message ids of each conversation of the page, newest first.
+    pub(super) message_ids: Vec<Vec<Uuid>>,
 }
 
 /// The only writer of the index. Changes become visible to searches at [`Self::commit`];

@@ -17,6 +17,7 @@
 mod analysis;
 mod collector;
 mod compile;
+mod conversations;
 pub mod directory;
 mod index;
 pub mod indexer;
@@ -25,6 +26,8 @@ pub mod query;
 mod schema;
 mod snippet;
 
+#[cfg(test)]
+mod grouping_tests;
 #[cfg(test)]
 mod test_corpus;
 #[cfg(test)]
