@@ -90,7 +90,8 @@ pub fn load_master_key(source: &KeySource) -> anyhow::Result<MasterKey> {
 pub async fn open(config: &Config) -> anyhow::Result<Opened> {
     prepare_data_dir(&config.data_dir)?;
     crate::service::check_free_space(&config.data_dir, crate::service::MIN_FREE_BYTES)?;
-    let lock = DataDirLock::acquire(&config.data_dir)?;
+    // A command probing the lock holds it for milliseconds; a second daemon holds it for good.
+    let lock = DataDirLock::acquire_within(&config.data_dir, std::time::Duration::from_secs(3))?;
     let master = load_master_key(&config.key)?;
     std::fs::create_dir_all(config.blob_dir())
         .with_context(|| format!("cannot create {}", config.blob_dir().display()))?;

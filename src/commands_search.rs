@@ -8,7 +8,7 @@ use anyhow::bail;
 use crate::app;
 use crate::commands::open_shared;
 use crate::config::Config;
-use crate::search::indexer::{IndexHandle, catch_up, open_index};
+use crate::search::indexer::{IndexHandle, catch_up, open_index, open_index_readonly};
 use crate::search::{Order, SearchOptions};
 use crate::store::threads::{conversation_key, subject_aad};
 
@@ -26,12 +26,12 @@ pub async fn search(
         return Ok(ExitCode::from(2));
     }
     let (store, master) = open_shared(config).await?;
-    let (index, rebuilt) = open_index(&config.index_dir(), &master, config.search.cache_bytes)?;
-    if rebuilt {
-        bail!(
-            "the search index was missing or unreadable; start the daemon or run `inboxd reindex`"
-        );
-    }
+    let unreadable = "the search index is missing or unreadable; start the daemon (it rebuilds it) or run `inboxd reindex`";
+    let index = match open_index_readonly(&config.index_dir(), &master, config.search.cache_bytes) {
+        Ok(Some(index)) => index,
+        Ok(None) => bail!("{unreadable}"),
+        Err(err) => bail!("{unreadable} ({err})"),
+    };
     let options = SearchOptions {
         limit,
         offset,

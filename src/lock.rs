@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The data directory is in use.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,21 @@ impl DataDirLock {
         file.set_len(0).map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
         Ok(DataDirLock { _file: file })
+    }
+
+    /// Takes the lock, waiting up to `wait` while another process holds it. Short-lived commands take
+    /// the lock for a moment (to migrate, or to see whether a daemon runs); a daemon starting at that
+    /// instant must not give up, while a second daemon is still refused once `wait` has passed.
+    pub fn acquire_within(data_dir: &Path, wait: Duration) -> Result<DataDirLock, LockError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match DataDirLock::acquire(data_dir) {
+                Err(LockError::Busy { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
     }
 }
 

@@ -593,8 +593,8 @@ pub async fn remove_mailbox(
         let still = Condition::all()
             .add(conversation::Column::MailboxId.eq(row.id))
             .add(conversation::Column::LegalHold.eq(false));
-        let done = erase_conversations(store, index, &ids, still, Some(&audit), &mut unlinks)
-            .await?;
+        let done =
+            erase_conversations(store, index, &ids, still, Some(&audit), &mut unlinks).await?;
         if done.conversations == 0 {
             // Held meanwhile.
             unlinks.finish().await?;

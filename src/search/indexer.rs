@@ -107,6 +107,22 @@ pub fn open_index(
     }
 }
 
+/// Opens the index for reading only (the CLI's `search`, beside a running daemon): `None` when there is
+/// none yet. Never creates, repairs or deletes anything — rebuilding is the daemon's and `reindex`'s job,
+/// and a reader doing it would race them.
+pub fn open_index_readonly(
+    dir: &Path,
+    master: &MasterKey,
+    cache_bytes: usize,
+) -> Result<Option<SearchIndex>, SearchError> {
+    if !dir.join("meta.json").exists() {
+        return Ok(None);
+    }
+    let directory = EncryptedDirectory::open(dir, index_key(master), cache_bytes)
+        .map_err(|err| SearchError::Index(err.to_string()))?;
+    SearchIndex::open_or_create(Box::new(directory)).map(Some)
+}
+
 impl IndexHandle {
     /// Starts the writer thread.
     pub fn start(
