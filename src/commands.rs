@@ -215,6 +215,9 @@ async fn all_mailboxes(
     Ok(mailboxes::all_configs(&store.db, master, &config.mailboxes).await?)
 }
 
+/// Bound of the decrypted index cache of `inboxd sync --once` (it runs no searches).
+const SYNC_ONCE_INDEX_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 async fn sync_once(
     config: &Config,
     only: Option<&str>,
@@ -227,10 +230,13 @@ async fn sync_once(
     // Committed batches are indexed as the daemon indexes them; what the index misses (or all of it,
     // with --no-index) is indexed by the daemon's catch-up at its next start.
     let indexer = if index {
+        // This process serves no searches: the cache only helps tantivy's own reads during ingest
+        // (delete lookups at commit, merges), so a small one keeps memory bounded whatever the
+        // mailbox holds (issue #3).
         let (search_index, _) = open_index(
             &config.index_dir(),
             &opened.master,
-            config.search.cache_bytes,
+            config.search.cache_bytes.min(SYNC_ONCE_INDEX_CACHE_BYTES),
         )?;
         let (handle, thread) = IndexHandle::start(search_index)?;
         ingestor = ingestor.with_index(handle.clone());

@@ -266,7 +266,9 @@ impl ImapSync {
             return Ok(SyncReport::default());
         }
         debug!(mailbox = %self.name, folder, count = uids.len(), "new messages");
-        let (batches_tx, batches_rx) = mpsc::channel::<Batch>(2);
+        // One fetched batch waits while the previous one is prepared and the one before commits:
+        // enough to keep the server streaming, and one batch less of raw mail in memory.
+        let (batches_tx, batches_rx) = mpsc::channel::<Batch>(1);
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Vec<u32>>();
         let fetcher = self.fetch_all(
             client,

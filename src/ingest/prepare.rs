@@ -345,8 +345,13 @@ pub fn prepare(
 
     let blob_relative = blob_relative_path(&id);
     let final_path = blob_dir.join(&blob_relative);
+    // The temp file goes into the blob's own bucket directory: the rename then stays within one
+    // directory (no filesystem-wide cross-directory rename lock, which the two prepare threads
+    // otherwise contend for), and new inodes spread over the buckets' block groups. A leftover temp
+    // file is unreferenced, so `commit::sweep_orphans` removes it like any orphan.
+    let temp_dir = final_path.parent().unwrap_or(blob_dir);
     let mut writer = BlobWriter::create(
-        blob_dir,
+        temp_dir,
         &final_path,
         &content_key,
         &message_aad("message.raw", &id),
