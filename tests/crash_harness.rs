@@ -226,7 +226,9 @@ async fn sigkill_at_random_points_loses_duplicates_and_resends_nothing() {
         }
         let _ = daemon.wait();
     }
-    // Whatever "old" arrived last expires too; then one clean run finishes every job.
+    // Whatever "old" arrived last expires too (ingested first: the last killed daemon may not have fetched
+    // it yet); then one clean run finishes every job.
+    common::cli_ok(&config, &["sync", "--once"]);
     let listed = conversations(&config);
     age_old(&data, &listed).await;
     let mut daemon = serve(&config);
