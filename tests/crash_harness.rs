@@ -8,21 +8,17 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::sha;
 use inboxd::store::Store;
 use inboxd::store::entities::{conversation, message, outbox};
 use rand::{Rng, SeedableRng};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
-use sha2::{Digest, Sha256};
 
 const ROUNDS: usize = 52;
-
-fn sha(raw: &[u8]) -> String {
-    hex::encode(Sha256::digest(raw))
-}
 
 async fn store(data: &Path) -> Store {
     Store::connect(
@@ -34,22 +30,11 @@ async fn store(data: &Path) -> Store {
 }
 
 fn serve(config: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("daemon.log"))
-        .expect("log file");
-    common::inboxd(config, &["serve"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("serve")
+    common::serve_logged(config)
 }
 
 fn log_tail(config: &Path) -> String {
-    let text = std::fs::read_to_string(config.with_file_name("daemon.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    common::daemon_log_tail(config, 30)
 }
 
 /// Conversations by subject, read through the CLI (offline: the daemon is stopped).

@@ -16,9 +16,6 @@ use std::time::{Duration, Instant};
 
 use inboxd::imap::{ImapClient, ImapSettings, TlsMode};
 use inboxd::store::Store;
-use inboxd::store::entities::message;
-use sea_orm::EntityTrait;
-use sha2::{Digest, Sha256};
 
 fn lab_script(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,9 +155,7 @@ impl Drop for Proxy {
     }
 }
 
-fn sha(raw: &[u8]) -> String {
-    hex::encode(Sha256::digest(raw))
-}
+use common::sha;
 
 /// What the store holds, as raw-message digests with their counts (decrypting every message).
 async fn stored_digests(data: &Path) -> HashMap<String, usize> {
@@ -171,14 +166,7 @@ async fn stored_digests(data: &Path) -> HashMap<String, usize> {
     let key = inboxd::crypto::load_key_file(&data.join("master.key"))
         .expect("key")
         .key;
-    let rows = message::Entity::find().all(&store.db).await.expect("rows");
-    let mut digests = HashMap::new();
-    for row in rows {
-        let raw = inboxd::store::read::raw_message(&store.db, &key, store.blob_dir(), row.id)
-            .await
-            .expect("every stored message decrypts");
-        *digests.entry(sha(&raw)).or_insert(0) += 1;
-    }
+    let digests = common::stored_digests(&store, &key).await;
     let _ = store.db.close().await;
     digests
 }

@@ -18,7 +18,6 @@ use base64::Engine as _;
 use inboxd::store::Store;
 use inboxd::store::entities::{conversation, message};
 use sea_orm::EntityTrait;
-use sha2::{Digest, Sha256};
 
 /// Wall time one case may take (debug build, 2 shared cores; the 50 MB case is the slowest).
 const TIME_LIMIT: Duration = Duration::from_secs(150);
@@ -287,9 +286,7 @@ fn ordinary(tag: &str, word: &str) -> Vec<u8> {
     )
 }
 
-fn sha(raw: &[u8]) -> String {
-    hex::encode(Sha256::digest(raw))
-}
+use common::sha;
 
 /// Runs `inboxd` to completion and returns its output, wall time and peak resident memory (VmHWM of
 /// the process, polled until it exits; VmHWM only grows, so the last reading is its peak).

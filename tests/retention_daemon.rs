@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use inboxd::store::Store;
@@ -63,22 +63,11 @@ async fn conversations(dir: &Path) -> u64 {
 }
 
 fn serve(config: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("daemon.log"))
-        .expect("log file");
-    common::inboxd(config, &["serve"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("serve")
+    common::serve_logged(config)
 }
 
 fn daemon_log(config: &Path) -> String {
-    let text = std::fs::read_to_string(config.with_file_name("daemon.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    common::daemon_log_tail(config, 40)
 }
 
 fn blob_files(dir: &Path) -> usize {

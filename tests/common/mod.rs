@@ -330,3 +330,50 @@ pub async fn server_messages_with(settings: &ImapSettings, folder: &str) -> Vec<
     client.logout().await;
     all
 }
+
+/// SHA-256 of raw bytes, hex: how tests compare stored mail with what the server holds.
+pub fn sha(raw: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(raw))
+}
+
+/// What a store holds, as raw-message digests with their counts (every message decrypted with `key`).
+pub async fn stored_digests(
+    store: &inboxd::store::Store,
+    key: &inboxd::crypto::MasterKey,
+) -> std::collections::HashMap<String, usize> {
+    use sea_orm::EntityTrait;
+    let rows = inboxd::store::entities::message::Entity::find()
+        .all(&store.db)
+        .await
+        .expect("rows");
+    let mut digests = std::collections::HashMap::new();
+    for row in rows {
+        let raw = inboxd::store::read::raw_message(&store.db, key, store.blob_dir(), row.id)
+            .await
+            .expect("every stored message decrypts");
+        *digests.entry(sha(&raw)).or_insert(0) += 1;
+    }
+    digests
+}
+
+/// Starts `inboxd serve` with its log appended to `daemon.log` beside the config.
+pub fn serve_logged(config: &Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("daemon.log"))
+        .expect("log file");
+    inboxd(config, &["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("serve")
+}
+
+/// The last `lines` lines of the log written by [`serve_logged`].
+pub fn daemon_log_tail(config: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(config.with_file_name("daemon.log")).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
