@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use inboxd::crypto::{MasterKey, read_blob};
-use inboxd::ingest::prepare::{self, message_aad};
+use inboxd::crypto::MasterKey;
+use inboxd::ingest::prepare;
 use inboxd::ingest::{Origin, RawMessage};
 use inboxd::parse;
 
@@ -66,12 +66,7 @@ fn every_fixture_message_goes_through_the_pipeline() {
             inboxd::clock::now(),
         )
         .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
-        let back = read_blob(
-            &blobs.path().join(&prepared.blob_relative),
-            &prepared.content_key,
-            &message_aad("message.raw", &prepared.id),
-        )
-        .expect("blob decrypts");
+        let back = prepared.open_raw(blobs.path()).expect("blob decrypts");
         assert_eq!(back, raw, "{}", file.display());
         slowest = slowest.max(started.elapsed());
     }

@@ -14,7 +14,7 @@ use inboxd::purge::{retention, subject};
 use inboxd::search::SearchOptions;
 use inboxd::search::directory::scan_plaintext;
 use inboxd::search::indexer::{IndexHandle, catch_up, index_key, open_index};
-use inboxd::store::entities::{audit_entry, conversation, data_key, message};
+use inboxd::store::entities::{audit_entry, conversation, data_key, message, message_blob};
 use inboxd::store::{mailboxes, read, threads};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -47,6 +47,23 @@ fn reply(id: &str, parent: &str, from: &str, subject: &str, body: &str) -> Vec<u
         "Message-ID: <{id}>\r\nIn-Reply-To: <{parent}>\r\nReferences: <{parent}>\r\nDate: Sat, 28 Nov 2026 11:00:00 +0100\r\nFrom: <{from}>\r\nTo: <support@inboxd.test>\r\nSubject: Re: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     )
     .into_bytes()
+}
+
+#[derive(Default)]
+struct RawCopies {
+    files: Vec<PathBuf>,
+    inline: Vec<Uuid>,
+}
+
+impl RawCopies {
+    fn len(&self) -> usize {
+        self.files.len() + self.inline.len()
+    }
+
+    fn extend(&mut self, other: RawCopies) {
+        self.files.extend(other.files);
+        self.inline.extend(other.inline);
+    }
 }
 
 struct Fixture {
@@ -157,16 +174,34 @@ impl Fixture {
             .expect("age");
     }
 
-    async fn blob_files(&self, conversation_id: Uuid) -> Vec<PathBuf> {
-        message::Entity::find()
+    /// Where the conversation's raw messages are: blob files (large messages) and `message_blobs`
+    /// rows (small ones, by message id).
+    async fn raw_copies(&self, conversation_id: Uuid) -> RawCopies {
+        let rows = message::Entity::find()
             .filter(message::Column::ConversationId.eq(conversation_id))
             .all(&self.opened.store.db)
             .await
-            .expect("rows")
-            .into_iter()
-            .filter_map(|row| row.blob_path)
-            .map(|path| self.opened.store.blob_path(&path).expect("path"))
-            .collect()
+            .expect("rows");
+        let mut copies = RawCopies::default();
+        for row in rows {
+            match row.blob_path {
+                Some(path) => copies
+                    .files
+                    .push(self.opened.store.blob_path(&path).expect("path")),
+                None => copies.inline.push(row.id),
+            }
+        }
+        copies
+    }
+
+    /// How many of `copies` are still stored: files on disk plus `message_blobs` rows.
+    async fn raw_copies_left(&self, copies: &RawCopies) -> usize {
+        let rows = message_blob::Entity::find()
+            .filter(message_blob::Column::MessageId.is_in(copies.inline.iter().copied()))
+            .count(&self.opened.store.db)
+            .await
+            .expect("count");
+        copies.files.iter().filter(|path| path.exists()).count() + rows as usize
     }
 
     async fn close(mut self) {
@@ -213,8 +248,16 @@ async fn expired_conversations_are_purged_completely_and_held_and_fresh_ones_kep
                     with_attachment("old@x", "ann@example.org", "help@x", "Old case", OLD),
                 ),
                 (
+                    // Larger than the inline limit: this one's raw copy is a blob file, the first
+                    // one's a `message_blobs` row, so the purge is checked on both.
                     "2.old.host",
-                    reply("old2@x", "old@x", "ann@example.org", "Old case", "thanks"),
+                    reply(
+                        "old2@x",
+                        "old@x",
+                        "ann@example.org",
+                        "Old case",
+                        &"thanks for the details\r\n".repeat(4_000),
+                    ),
                 ),
                 (
                     "3.held.host",
@@ -251,9 +294,13 @@ async fn expired_conversations_are_purged_completely_and_held_and_fresh_ones_kep
             fixture.index_holds(OLD),
             "{name}: decrypted index holds the canary"
         );
-        let old_blobs = fixture.blob_files(old).await;
-        assert_eq!(old_blobs.len(), 2, "{name}: both old messages have blobs");
-        assert!(old_blobs.iter().all(|path| path.exists()));
+        let old_blobs = fixture.raw_copies(old).await;
+        assert_eq!(
+            (old_blobs.files.len(), old_blobs.inline.len()),
+            (1, 1),
+            "{name}: the large old message has a blob file, the small one a database copy"
+        );
+        assert_eq!(fixture.raw_copies_left(&old_blobs).await, 2);
         let old_rows = message::Entity::find()
             .filter(message::Column::ConversationId.eq(old))
             .all(&fixture.opened.store.db)
@@ -338,9 +385,10 @@ async fn expired_conversations_are_purged_completely_and_held_and_fresh_ones_kep
                 .expect("kept conversation decrypts");
             assert!(!view.messages.is_empty());
         }
-        assert!(
-            old_blobs.iter().all(|path| !path.exists()),
-            "{name}: blob files gone"
+        assert_eq!(
+            fixture.raw_copies_left(&old_blobs).await,
+            0,
+            "{name}: blob file and database copy gone"
         );
         assert_eq!(fixture.hits(OLD), 0, "{name}: not found by search");
         assert_eq!(fixture.hits(HELD), 1, "{name}: held one still searchable");
@@ -815,9 +863,10 @@ async fn removing_a_mailbox_deletes_through_the_purge_path_and_respects_holds() 
         .await;
         let name = backend.name;
         let first = fixture.conversation_of(OLD);
-        let mut blobs = fixture.blob_files(first).await;
-        blobs.extend(fixture.blob_files(fixture.conversation_of(HELD)).await);
+        let mut blobs = fixture.raw_copies(first).await;
+        blobs.extend(fixture.raw_copies(fixture.conversation_of(HELD)).await);
         assert_eq!(blobs.len(), 2);
+        assert_eq!(fixture.raw_copies_left(&blobs).await, 2);
         set_hold(
             &fixture.opened.store,
             &fixture.opened.master,
@@ -857,9 +906,10 @@ async fn removing_a_mailbox_deletes_through_the_purge_path_and_respects_holds() 
         .await
         .expect("removed");
         assert_eq!((erased.conversations, erased.messages), (2, 2), "{name}");
-        assert!(
-            blobs.iter().all(|path| !path.exists()),
-            "{name}: blobs gone"
+        assert_eq!(
+            fixture.raw_copies_left(&blobs).await,
+            0,
+            "{name}: raw copies gone"
         );
         assert_eq!(
             fixture.hits(OLD) + fixture.hits(HELD),

@@ -6,8 +6,7 @@
 use std::sync::LazyLock;
 
 use inboxd::crypto::MasterKey;
-use inboxd::crypto::read_blob;
-use inboxd::ingest::prepare::{message_aad, prepare};
+use inboxd::ingest::prepare::prepare;
 use inboxd::ingest::{Origin, RawMessage};
 use inboxd::parse;
 use libfuzzer_sys::fuzz_target;
@@ -37,13 +36,11 @@ fuzz_target!(|data: &[u8]| {
     let hasher = MASTER.lookup_hasher();
     let prepared = prepare(message, &hasher, BLOBS.path(), chrono::Utc::now())
         .expect("prepare never fails on content");
-    let path = BLOBS.path().join(&prepared.blob_relative);
-    let back = read_blob(
-        &path,
-        &prepared.content_key,
-        &message_aad("message.raw", &prepared.id),
-    )
-    .expect("the blob just written decrypts");
+    let back = prepared
+        .open_raw(BLOBS.path())
+        .expect("the blob just sealed decrypts");
     assert_eq!(back, data, "the blob holds exactly the raw bytes");
-    std::fs::remove_file(&path).expect("remove blob");
+    if let Some(relative) = prepared.blob.file() {
+        std::fs::remove_file(BLOBS.path().join(relative)).expect("remove blob");
+    }
 });

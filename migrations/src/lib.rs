@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_schema;
 mod m20261128_000002_purge_support;
 mod m20261128_000003_create_oauth_tokens;
+mod m20261128_000004_create_message_blobs;
 
 /// Runs every migration of the product in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_schema::Migration),
             Box::new(m20261128_000002_purge_support::Migration),
             Box::new(m20261128_000003_create_oauth_tokens::Migration),
+            Box::new(m20261128_000004_create_message_blobs::Migration),
         ]
     }
 }

@@ -24,8 +24,9 @@ const CHUNK_AUTHENTICATION_FAILED: &str =
 /// Each chunk is authenticated before it is returned, but truncation of the file is only detected
 /// at its end: treat the data as valid only after [`BlobReader::next_chunk`] has returned
 /// `Ok(None)` (or `read` returned 0).
-pub struct BlobReader {
-    file: File,
+pub struct BlobReader<R: Read = File> {
+    file: R,
+    /// Names the blob in errors: its file, or `(inline blob)` for one kept in the database.
     path: PathBuf,
     domain: &'static str,
     chunk_cipher: ChunkCipher,
@@ -41,11 +42,19 @@ pub struct BlobReader {
     unread: std::ops::Range<usize>,
 }
 
-impl BlobReader {
-    /// Opens a blob and checks its header: magic, version and that it was written with `key`.
+impl BlobReader<File> {
+    /// Opens a blob file and checks its header: magic, version and that it was written with `key`.
     pub fn open(path: &Path, key: &DataKey, aad: &Aad) -> Result<Self> {
+        let file = File::open(path).map_err(|e| CryptoError::io(path, e))?;
+        Self::from_reader(file, path, key, aad)
+    }
+}
+
+impl<R: Read> BlobReader<R> {
+    /// Reads a blob from `file` (named `path` in errors) and checks its header like
+    /// [`BlobReader::open`].
+    pub fn from_reader(mut file: R, path: &Path, key: &DataKey, aad: &Aad) -> Result<Self> {
         let domain = aad.domain();
-        let mut file = File::open(path).map_err(|e| CryptoError::io(path, e))?;
         let mut header = [0u8; HEADER_LEN];
         let filled = read_full(&mut file, &mut header).map_err(|e| CryptoError::io(path, e))?;
         if filled < HEADER_LEN {
@@ -149,7 +158,7 @@ impl BlobReader {
     }
 }
 
-impl Read for BlobReader {
+impl<R: Read> Read for BlobReader<R> {
     /// Reads plaintext; returns 0 only after the last chunk authenticated. Crypto errors surface as
     /// `io::ErrorKind::InvalidData` wrapping the [`CryptoError`].
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
@@ -187,8 +196,21 @@ pub fn read_blob(path: &Path, key: &DataKey, aad: &Aad) -> Result<Vec<u8>> {
     Ok(plaintext)
 }
 
-/// Reads until `buffer` is full or the file ends; returns the number of bytes read.
-fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+/// Decrypts a whole blob kept in memory (the sealed bytes [`super::seal_blob`] made), with the same
+/// checks as a blob file.
+pub fn open_blob(sealed: &[u8], key: &DataKey, aad: &Aad) -> Result<Vec<u8>> {
+    let body_len = sealed.len().saturating_sub(HEADER_LEN);
+    let chunks = body_len.div_ceil(SEALED_CHUNK_LEN);
+    let mut plaintext = Vec::with_capacity(body_len.saturating_sub(chunks * TAG_LEN));
+    let mut reader = BlobReader::from_reader(sealed, Path::new("(inline blob)"), key, aad)?;
+    while let Some(chunk) = reader.next_chunk()? {
+        plaintext.extend_from_slice(chunk);
+    }
+    Ok(plaintext)
+}
+
+/// Reads until `buffer` is full or the input ends; returns the number of bytes read.
+fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read(&mut buffer[filled..]) {

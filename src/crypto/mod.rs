@@ -27,8 +27,8 @@ mod keys;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use blob::{BlobInfo, BlobWriter};
-pub use blob_reader::{BlobReader, read_blob};
+pub use blob::{BlobInfo, BlobWriter, seal_blob};
+pub use blob_reader::{BlobReader, open_blob, read_blob};
 pub use keyfile::{LoadedKey, create_key_file, load_from_credentials, load_key_file};
 pub use keys::{DataKey, KeyedHasher, MasterKey, SubKey};
 

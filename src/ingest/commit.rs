@@ -114,7 +114,7 @@ impl Ingestor {
                     match prepare::prepare(raw, &hasher, &blob_dir, received_at) {
                         Ok(message) => prepared.push(message),
                         Err(err) => {
-                            remove_blobs(&blob_dir, prepared.iter().map(|m| &m.blob_relative));
+                            remove_blobs(&blob_dir, prepared.iter().filter_map(|m| m.blob.file()));
                             return Err(err);
                         }
                     }
@@ -170,7 +170,7 @@ impl Ingestor {
         prepared: &[PreparedMessage],
         checkpoint: Option<(&str, Checkpoint)>,
     ) -> Result<(SyncReport, Vec<String>, Vec<(Uuid, Uuid)>), StoreError> {
-        if !prepared.is_empty() {
+        if prepared.iter().any(|message| message.blob.file().is_some()) {
             make_durable(self.store.blob_dir()).await?;
         }
         let waited = std::time::Instant::now();
@@ -194,7 +194,7 @@ impl Ingestor {
                 }
                 Stored::Duplicate => {
                     report.duplicates += 1;
-                    duplicates.push(message.blob_relative.clone());
+                    duplicates.extend(message.blob.file().cloned());
                 }
             }
         }
@@ -248,7 +248,7 @@ impl Ingestor {
     fn discard(&self, prepared: &[PreparedMessage]) {
         remove_blobs(
             self.store.blob_dir(),
-            prepared.iter().map(|message| &message.blob_relative),
+            prepared.iter().filter_map(|message| message.blob.file()),
         );
     }
 }

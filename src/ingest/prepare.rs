@@ -1,5 +1,6 @@
 //! CPU-side of ingest: parse a raw message, compute its keyed lookup hashes, seal everything that came
-//! from the mail under a fresh per-message content key and write the raw bytes as an encrypted blob file.
+//! from the mail under a fresh per-message content key and seal the raw bytes as an encrypted blob: in
+//! memory for a small message (stored in the database with its row), as a blob file for a large one.
 //! Runs on blocking threads; the database work happens afterwards in `store::messages`.
 use std::path::Path;
 
@@ -8,7 +9,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{IngestError, Origin, RawMessage};
-use crate::crypto::{Aad, BlobWriter, DataKey, KeyedHasher};
+use crate::crypto::{
+    Aad, BlobWriter, CryptoError, DataKey, KeyedHasher, open_blob, read_blob, seal_blob,
+};
 use crate::parse::{self, Address, ParsedMessage};
 use crate::store::blob_relative_path;
 
@@ -22,6 +25,13 @@ pub const STATUS_OVERSIZE: &str = "oversize";
 /// Text and HTML bodies are sealed for reading up to this size each; the complete message is always kept
 /// in the raw blob. Bounds the memory one huge message takes while it is prepared.
 pub const MAX_STORED_BODY: usize = 4 * 1024 * 1024;
+
+/// Raw messages up to this size are sealed in memory and stored in the database (`message_blobs`) in the
+/// batch's transaction; larger ones get a blob file of their own. Most support mail is a few KiB: one
+/// file each would cost a file creation, a rename and an unlink at purge, which on ext4 is the largest
+/// single cost of ingest (issue #3's profile). One blob chunk: the sealed copy is at most 64 KiB + 61
+/// bytes.
+pub const INLINE_BLOB_MAX: usize = 64 * 1024;
 
 /// Messages larger than this are not probed for a delivery report.
 const DSN_PROBE_LIMIT: usize = 4 * 1024 * 1024;
@@ -117,6 +127,24 @@ fn truncate_text(mut text: String) -> String {
     text
 }
 
+/// Where a prepared message's sealed raw bytes are.
+pub enum PreparedBlob {
+    /// A blob file, by its path relative to the blob directory (written, not yet fsynced).
+    File(String),
+    /// Sealed in memory (blob format), to be stored in `message_blobs` with the message row.
+    Inline(Vec<u8>),
+}
+
+impl PreparedBlob {
+    /// The blob file's relative path, for a message that has one.
+    pub fn file(&self) -> Option<&String> {
+        match self {
+            PreparedBlob::File(relative) => Some(relative),
+            PreparedBlob::Inline(_) => None,
+        }
+    }
+}
+
 /// A message ready to be committed: every mail-derived value is sealed or hashed.
 pub struct PreparedMessage {
     pub id: Uuid,
@@ -143,7 +171,7 @@ pub struct PreparedMessage {
     pub body_sealed: Vec<u8>,
     pub problem_sealed: Option<Vec<u8>>,
     pub attachments: Vec<PreparedAttachment>,
-    pub blob_relative: String,
+    pub blob: PreparedBlob,
     pub raw_size: u64,
     pub status: &'static str,
     pub is_automatic: bool,
@@ -159,6 +187,20 @@ pub struct PreparedMessage {
     pub conversation: Option<Uuid>,
     /// The search document (plaintext, memory only); conversation and mailbox are filled at commit.
     pub search: Option<crate::search::SearchDoc>,
+}
+
+impl PreparedMessage {
+    /// Decrypts the sealed raw bytes again (file under `blob_dir`, or inline): for checks that the
+    /// stored copy is exactly what was fetched.
+    pub fn open_raw(&self, blob_dir: &Path) -> Result<Vec<u8>, CryptoError> {
+        let aad = message_aad("message.raw", &self.id);
+        match &self.blob {
+            PreparedBlob::File(relative) => {
+                read_blob(&blob_dir.join(relative), &self.content_key, &aad)
+            }
+            PreparedBlob::Inline(sealed) => open_blob(sealed, &self.content_key, &aad),
+        }
+    }
 }
 
 /// Attachment metadata, sealed.
@@ -343,22 +385,24 @@ pub fn prepare(
     let body_sealed = content_key.seal(&to_json(&body)?, &message_aad("message.body", &id));
     let attachments = seal_attachments(&parsed, &content_key, &id)?;
 
-    let blob_relative = blob_relative_path(&id);
-    let final_path = blob_dir.join(&blob_relative);
-    // The temp file goes into the blob's own bucket directory: the rename then stays within one
-    // directory (no filesystem-wide cross-directory rename lock, which the two prepare threads
-    // otherwise contend for), and new inodes spread over the buckets' block groups. A leftover temp
-    // file is unreferenced, so `commit::sweep_orphans` removes it like any orphan.
-    let temp_dir = final_path.parent().unwrap_or(blob_dir);
-    let mut writer = BlobWriter::create(
-        temp_dir,
-        &final_path,
-        &content_key,
-        &message_aad("message.raw", &id),
-    )?;
-    writer.write_all(&message.raw)?;
-    // Made durable for the whole batch at once (`commit::make_durable`) before the commit refers to it.
-    writer.finish_unsynced()?;
+    let raw_aad = message_aad("message.raw", &id);
+    let blob = if message.raw.len() <= INLINE_BLOB_MAX {
+        PreparedBlob::Inline(seal_blob(&message.raw, &content_key, &raw_aad))
+    } else {
+        let blob_relative = blob_relative_path(&id);
+        let final_path = blob_dir.join(&blob_relative);
+        // The temp file goes into the blob's own bucket directory: the rename then stays within one
+        // directory (no filesystem-wide cross-directory rename lock, which the two prepare threads
+        // otherwise contend for), and new inodes spread over the buckets' block groups. A leftover
+        // temp file is unreferenced, so `commit::sweep_orphans` removes it like any orphan.
+        let temp_dir = final_path.parent().unwrap_or(blob_dir);
+        let mut writer = BlobWriter::create(temp_dir, &final_path, &content_key, &raw_aad)?;
+        writer.write_all(&message.raw)?;
+        // Made durable for the whole batch at once (`commit::make_durable`) before the commit refers
+        // to it.
+        writer.finish_unsynced()?;
+        PreparedBlob::File(blob_relative)
+    };
 
     // Delivery reports are small; a second parse of a huge message would only cost memory.
     let report = if message.raw.len() <= DSN_PROBE_LIMIT
@@ -402,7 +446,7 @@ pub fn prepare(
         body_sealed,
         problem_sealed,
         attachments,
-        blob_relative,
+        blob,
         raw_size: message.oversize_of.unwrap_or(message.raw.len() as u64),
         status,
         is_automatic: parsed.auto.is_automatic,

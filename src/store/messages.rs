@@ -10,12 +10,14 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::StoreError;
-use super::entities::{attachment, conversation, message, message_address, tombstone};
+use super::entities::{
+    attachment, conversation, message, message_address, message_blob, tombstone,
+};
 use super::threads::{self, MAX_BIND_VALUES, message_key_aad};
 use crate::clock;
 use crate::crypto::MasterKey;
 use crate::ingest::Origin;
-use crate::ingest::prepare::PreparedMessage;
+use crate::ingest::prepare::{PreparedBlob, PreparedMessage};
 
 /// Direction of a message: fetched from a mailbox.
 pub const INBOUND: &str = "inbound";
@@ -94,6 +96,9 @@ pub async fn store(
     message_row(mailbox_id, prepared, target.conversation_id, wrapped, now)
         .insert(db)
         .await?;
+    if let Some(row) = inline_blob_row(prepared) {
+        row.insert(db).await?;
+    }
     for row in attachment_rows(prepared, now) {
         row.insert(db).await?;
     }
@@ -241,6 +246,9 @@ async fn stored_content_hashes<'a>(
 #[derive(Default)]
 struct PendingRows {
     messages: Vec<message::ActiveModel>,
+    /// Sealed raw bytes of the small messages, and their total size.
+    blobs: Vec<message_blob::ActiveModel>,
+    blob_bytes: usize,
     attachments: Vec<attachment::ActiveModel>,
     addresses: Vec<message_address::ActiveModel>,
     /// Per conversation: messages added, latest `received_at`.
@@ -263,6 +271,12 @@ impl PendingRows {
             wrapped,
             now,
         ));
+        if let Some(row) = inline_blob_row(prepared) {
+            self.blobs.push(row);
+        }
+        if let PreparedBlob::Inline(sealed) = &prepared.blob {
+            self.blob_bytes += sealed.len();
+        }
         self.attachments.extend(attachment_rows(prepared, now));
         self.addresses.extend(address_rows(prepared));
         let entry = self
@@ -288,6 +302,16 @@ impl PendingRows {
                 .exec_without_returning(db)
                 .await?;
         }
+        // Statements of about 4 MiB: a batch of small messages is one or two statements, and no single
+        // statement text grows with the batch.
+        let per_statement = (self.blobs.len() * BLOB_STATEMENT_BYTES)
+            .div_ceil(self.blob_bytes.max(1))
+            .clamp(1, MAX_BIND_VALUES / 2);
+        for chunk in self.blobs.chunks(per_statement) {
+            message_blob::Entity::insert_many(chunk.iter().cloned())
+                .exec_without_returning(db)
+                .await?;
+        }
         for chunk in self.attachments.chunks(MAX_BIND_VALUES / 6) {
             attachment::Entity::insert_many(chunk.iter().cloned())
                 .exec_without_returning(db)
@@ -303,6 +327,8 @@ impl PendingRows {
             record_activity(db, chunk).await?;
         }
         self.messages.clear();
+        self.blobs.clear();
+        self.blob_bytes = 0;
         self.attachments.clear();
         self.addresses.clear();
         Ok(())
@@ -390,7 +416,7 @@ fn message_row(
         header_sealed: Set(Some(prepared.header_sealed.clone())),
         body_sealed: Set(Some(prepared.body_sealed.clone())),
         problem_sealed: Set(prepared.problem_sealed.clone()),
-        blob_path: Set(Some(prepared.blob_relative.clone())),
+        blob_path: Set(prepared.blob.file().cloned()),
         raw_size: Set(i64::try_from(prepared.raw_size).unwrap_or(i64::MAX)),
         status: Set(prepared.status.to_string()),
         is_automatic: Set(prepared.is_automatic),
@@ -400,6 +426,20 @@ fn message_row(
         created_at: Set(now),
     }
 }
+
+/// The `message_blobs` row of a message whose raw bytes were sealed in memory.
+fn inline_blob_row(prepared: &PreparedMessage) -> Option<message_blob::ActiveModel> {
+    match &prepared.blob {
+        PreparedBlob::Inline(sealed) => Some(message_blob::ActiveModel {
+            message_id: Set(prepared.id),
+            sealed: Set(sealed.clone()),
+        }),
+        PreparedBlob::File(_) => None,
+    }
+}
+
+/// Target size of one insert statement of inline blobs.
+const BLOB_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
 
 fn attachment_rows(
     prepared: &PreparedMessage,

@@ -7,9 +7,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::entities::{attachment, conversation, delivery_event, message};
+use super::entities::{attachment, conversation, delivery_event, message, message_blob};
 use super::threads::{conversation_key, message_key_aad, subject_aad};
-use crate::crypto::{DataKey, MasterKey, read_blob};
+use crate::crypto::{DataKey, MasterKey, open_blob, read_blob};
 use crate::ingest::prepare::{
     StoredAttachment, StoredBody, StoredHeaders, attachment_aad, message_aad,
 };
@@ -228,7 +228,7 @@ async fn message_view(
     })
 }
 
-/// Decrypts a message's raw bytes from its blob file.
+/// Decrypts a message's raw bytes: from its blob file, or from `message_blobs` for a small message.
 pub async fn raw_message(
     db: &impl ConnectionTrait,
     master: &MasterKey,
@@ -241,10 +241,22 @@ pub async fn raw_message(
         .ok_or_else(|| StoreError::NotFound(format!("message {message_id}")))?;
     let conversation_key = conversation_key(db, master, row.conversation_id).await?;
     let key = message_key(&conversation_key, &row)?;
-    let relative = row
-        .blob_path
-        .clone()
-        .ok_or_else(|| StoreError::NotFound(format!("raw of message {message_id}")))?;
+    let aad = message_aad("message.raw", &row.id);
+    let blob_error = |err: tokio::task::JoinError| StoreError::Corrupt {
+        what: "blob read".to_string(),
+        message: err.to_string(),
+    };
+    let Some(relative) = row.blob_path.clone() else {
+        let sealed = message_blob::Entity::find_by_id(message_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("raw of message {message_id}")))?
+            .sealed;
+        let bytes = tokio::task::spawn_blocking(move || open_blob(&sealed, &key, &aad))
+            .await
+            .map_err(blob_error)??;
+        return Ok(bytes);
+    };
     if relative.contains("..") || relative.starts_with('/') {
         return Err(StoreError::Corrupt {
             what: "messages.blob_path".to_string(),
@@ -252,12 +264,8 @@ pub async fn raw_message(
         });
     }
     let path = blob_dir.join(relative);
-    let aad = message_aad("message.raw", &row.id);
     let bytes = tokio::task::spawn_blocking(move || read_blob(&path, &key, &aad))
         .await
-        .map_err(|err| StoreError::Corrupt {
-            what: "blob read".to_string(),
-            message: err.to_string(),
-        })??;
+        .map_err(blob_error)??;
     Ok(bytes)
 }

@@ -10,6 +10,7 @@ pub mod instance_setting;
 pub mod mailbox;
 pub mod message;
 pub mod message_address;
+pub mod message_blob;
 pub mod note;
 pub mod oauth_token;
 pub mod outbox;
