@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    inboxd::service::malloc::apply();
     let cli = Cli::parse();
     if let Command::Inspect { file, json } = &cli.command {
         return commands::inspect(file, *json);

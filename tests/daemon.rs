@@ -41,6 +41,19 @@ async fn serve_ingests_the_example_and_stops_cleanly_on_sigterm() {
     })
     .await;
     assert!(ingested, "the example mailbox is ingested");
+    // The daemon re-executed itself with its malloc settings, keeping the PID it was started with
+    // (unless this environment brings its own GLIBC_TUNABLES, which it then keeps).
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        let environ =
+            std::fs::read(format!("/proc/{}/environ", daemon.id())).expect("daemon environment");
+        let expected = format!("GLIBC_TUNABLES={}", inboxd::service::malloc::TUNABLES);
+        assert!(
+            environ
+                .split(|byte| *byte == 0)
+                .any(|entry| entry == expected.as_bytes()),
+            "the daemon's environment has {expected}"
+        );
+    }
     let key = std::fs::metadata(data.join("master.key")).expect("a key was generated");
     assert_eq!(
         key.permissions().mode() & 0o777,

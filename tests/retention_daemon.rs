@@ -9,9 +9,9 @@ use std::process::Child;
 use std::time::Duration;
 
 use inboxd::store::Store;
-use inboxd::store::entities::{conversation, message};
+use inboxd::store::entities::{conversation, message, message_blob};
 use sea_orm::sea_query::Expr;
-use sea_orm::{EntityTrait, PaginatorTrait, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 fn new_maildir(dir: &Path) -> PathBuf {
     let maildir = dir.join("Maildir");
@@ -231,14 +231,26 @@ async fn purge_killed_at_random_points_finishes_and_loses_nothing_else() {
         .collect();
     expected.sort();
     assert_eq!(subjects, expected);
+
+    // One raw copy per stored message (a blob file, or a `message_blobs` row for a small one), and
+    // no leftovers of the purged ones in either place.
+    let store = store(dir.path()).await;
+    let with_file = message::Entity::find()
+        .filter(message::Column::BlobPath.is_not_null())
+        .count(&store.db)
+        .await
+        .expect("count");
+    let inline = message_blob::Entity::find()
+        .count(&store.db)
+        .await
+        .expect("count");
     assert_eq!(
-        blob_files(dir.path()) as u64,
-        want,
-        "one blob per stored message, no leftovers"
+        (blob_files(dir.path()) as u64, with_file + inline),
+        (with_file, want),
+        "one raw copy per stored message, no leftovers"
     );
 
     // The index agrees with the store.
-    let store = store(dir.path()).await;
     let stored: HashSet<uuid::Uuid> = message::Entity::find()
         .select_only()
         .column(message::Column::Id)

@@ -9,7 +9,7 @@ use inboxd::config::Config;
 use inboxd::crypto::MasterKey;
 use inboxd::ingest::commit::Ingestor;
 use inboxd::ingest::maildir::MaildirSync;
-use inboxd::store::entities::{conversation, message};
+use inboxd::store::entities::{conversation, message, message_blob};
 use inboxd::store::{folders, mailboxes, read};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, PaginatorTrait, Statement,
@@ -361,6 +361,37 @@ async fn tampered_or_swapped_ciphertext_fails_loudly() {
         let db = &opened.store.db;
         let rows = message::Entity::find().all(db).await.expect("rows");
         assert_eq!(rows.len(), 2);
+        // Small messages keep their sealed raw copy in `message_blobs`: intact it opens to the
+        // exact bytes; swapped with the other message's copy or with a byte flipped it does not.
+        let raw_of = |id| read::raw_message(db, &opened.master, opened.store.blob_dir(), id);
+        let blobs = message_blob::Entity::find().all(db).await.expect("blobs");
+        assert_eq!(blobs.len(), 2, "{}: both raw copies inline", backend.name);
+        assert!(rows.iter().all(|row| row.blob_path.is_none()));
+        let original = raw_of(rows[0].id).await.expect("intact raw opens");
+        assert!(original.windows(8).any(|w| w == b"body one"));
+        let other = blobs
+            .iter()
+            .find(|blob| blob.message_id != rows[0].id)
+            .expect("other blob");
+        let swapped = message_blob::ActiveModel {
+            message_id: Set(rows[0].id),
+            sealed: Set(other.sealed.clone()),
+        };
+        swapped.update(db).await.expect("swap blob");
+        assert!(
+            raw_of(rows[0].id).await.is_err(),
+            "{}: another message's raw copy must not open",
+            backend.name
+        );
+        let mut flipped = other.sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x01;
+        let tampered = message_blob::ActiveModel {
+            message_id: Set(other.message_id),
+            sealed: Set(flipped),
+        };
+        tampered.update(db).await.expect("tamper blob");
+        assert!(raw_of(other.message_id).await.is_err());
         // Swap the sealed headers of the two messages: AAD binds each to its row.
         let (first, second) = (rows[0].clone(), rows[1].clone());
         let mut active: message::ActiveModel = first.clone().into();

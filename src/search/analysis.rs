@@ -12,9 +12,11 @@
 //!   `from:alice@example.org` and `from:"Alice Smith"` all match.
 
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer,
-    Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer, TokenizerManager,
+    AsciiFoldingFilter, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+    Token, TokenStream, Tokenizer, TokenizerManager,
 };
+
+use super::stemming::MemoStemmer;
 
 /// Tokenizer name of text fields. DO NOT CHANGE without a schema version bump: the name is
 /// stored in the index schema.
@@ -36,7 +38,7 @@ fn text_analyzer(stemmed: bool) -> TextAnalyzer {
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter);
     if stemmed {
-        builder.filter(Stemmer::new(Language::English)).build()
+        builder.filter(MemoStemmer).build()
     } else {
         builder.build()
     }

@@ -90,12 +90,18 @@ impl SearchIndex {
         })
     }
 
-    /// Opens the one writer of this index, with an indexing memory budget of `heap_bytes`
-    /// (at least 15 MB; tantivy uses one indexing thread per 15 MB, up to the core count).
+    /// Opens the one writer of this index, with an indexing memory budget of `heap_bytes` (at
+    /// least 15 MB). One indexing thread and one merge thread: on a small machine the parse and
+    /// encrypt threads need the other cores, a second indexing thread doubled the segments (and
+    /// merges) of every commit, and each concurrent merge holds memory of its own (issue #3's
+    /// bounded RSS).
     ///
     /// Fails with [`SearchError::WriterBusy`] while another writer is open.
     pub fn writer(&self, heap_bytes: usize) -> Result<IndexWriterHandle, SearchError> {
-        let writer = self.inner.index.writer(heap_bytes)?;
+        let writer = self
+            .inner
+            .index
+            .writer_with_options(writer_options(heap_bytes))?;
         Ok(IndexWriterHandle {
             writer: Some(writer),
             index: self.clone(),
@@ -339,7 +345,12 @@ impl IndexWriterHandle {
     /// The tantivy writer, reopened if a failed purge left none.
     fn writer(&mut self) -> Result<&mut IndexWriter, SearchError> {
         if self.writer.is_none() {
-            self.writer = Some(self.index.inner.index.writer(self.heap_bytes)?);
+            self.writer = Some(
+                self.index
+                    .inner
+                    .index
+                    .writer_with_options(writer_options(self.heap_bytes))?,
+            );
         }
         Ok(self.writer.as_mut().expect("the writer was just set"))
     }
@@ -421,6 +432,15 @@ impl IndexWriterHandle {
         );
         Ok(())
     }
+}
+
+/// See [`SearchIndex::writer`].
+fn writer_options(heap_bytes: usize) -> tantivy::indexer::IndexWriterOptions {
+    tantivy::indexer::IndexWriterOptions::builder()
+        .num_worker_threads(1)
+        .num_merge_threads(1)
+        .memory_budget_per_thread(heap_bytes)
+        .build()
 }
 
 #[cfg(test)]

@@ -19,9 +19,14 @@ use crate::store::read::{self, MessageView};
 use crate::store::{Store, StoreError};
 
 /// Commit after this many documents…
-const COMMIT_DOCS: usize = 2000;
-/// …or this long after the first uncommitted one, whichever comes first.
+const COMMIT_DOCS: usize = 20_000;
+/// …or this long after the first uncommitted one once no more work is waiting (a message arriving
+/// alone is searchable within about a second)…
 const COMMIT_AFTER: Duration = Duration::from_secs(1);
+/// …or, while work keeps arriving (a bulk import), this long after the first uncommitted one. Each
+/// commit makes a segment, and segments are merged again and again as they add up: committing every
+/// second during an import of 50,000 messages made merging cost as much as indexing (issue #5).
+const BULK_COMMIT_AFTER: Duration = Duration::from_secs(5);
 /// Memory of the index writer.
 const WRITER_HEAP: usize = 64 * 1024 * 1024;
 /// Operations queued for the writer thread. An ingest batch is one operation carrying up to a few
@@ -140,7 +145,9 @@ impl IndexHandle {
                         COMMIT_AFTER.saturating_sub(at.elapsed())
                     });
                     let op = if wait.is_zero() {
-                        None
+                        // A commit is due unless more work is already waiting: take it without
+                        // waiting (see BULK_COMMIT_AFTER).
+                        rx.try_recv().ok()
                     } else {
                         match recv_timeout(&mut rx, wait) {
                             Received::Op(op) => Some(op),
@@ -182,7 +189,12 @@ impl IndexHandle {
                         }
                         None => {}
                     }
-                    let due = since.is_some_and(|at| at.elapsed() >= COMMIT_AFTER);
+                    let waited = since.map_or(Duration::ZERO, |at| at.elapsed());
+                    let due = if rx.is_empty() {
+                        waited >= COMMIT_AFTER
+                    } else {
+                        waited >= BULK_COMMIT_AFTER
+                    };
                     if pending >= COMMIT_DOCS || (pending > 0 && due) {
                         if let Err(err) = writer.commit() {
                             warn!(error = %err, "index commit failed; the documents are indexed again at the next start");

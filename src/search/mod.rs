@@ -25,6 +25,7 @@ mod lexer;
 pub mod query;
 mod schema;
 mod snippet;
+mod stemming;
 
 #[cfg(test)]
 mod grouping_tests;

@@ -1,5 +1,6 @@
 //! Running under systemd: readiness and status notifications (sd_notify protocol), the watchdog, and
 //! startup checks of the host (free disk space).
+pub mod malloc;
 mod notify;
 
 pub use notify::{Heartbeat, Notifier, watchdog_task};
