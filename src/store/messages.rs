@@ -302,8 +302,8 @@ impl PendingRows {
                 .exec_without_returning(db)
                 .await?;
         }
-        // Statements of about 4 MiB: a batch of small messages is one or two statements, and no single
-        // statement text grows with the batch.
+        // Statements binding about 4 MiB of sealed bytes each: a batch of small messages takes one or
+        // two, and no single statement grows with the batch.
         let per_statement = (self.blobs.len() * BLOB_STATEMENT_BYTES)
             .div_ceil(self.blob_bytes.max(1))
             .clamp(1, MAX_BIND_VALUES / 2);
