@@ -180,29 +180,28 @@ impl<R: Read> Read for BlobReader<R> {
 
 /// Reads and decrypts a whole blob into memory.
 pub fn read_blob(path: &Path, key: &DataKey, aad: &Aad) -> Result<Vec<u8>> {
-    let mut reader = BlobReader::open(path, key, aad)?;
+    let reader = BlobReader::open(path, key, aad)?;
     let file_len = reader
         .file
         .metadata()
         .map_err(|e| CryptoError::io(path, e))?
         .len();
-    let body_len = file_len.saturating_sub(HEADER_LEN as u64);
-    let chunks = body_len.div_ceil(SEALED_CHUNK_LEN as u64);
-    let expected = body_len.saturating_sub(chunks * TAG_LEN as u64);
-    let mut plaintext = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-    while let Some(chunk) = reader.next_chunk()? {
-        plaintext.extend_from_slice(chunk);
-    }
-    Ok(plaintext)
+    read_whole(reader, file_len)
 }
 
 /// Decrypts a whole blob kept in memory (the sealed bytes [`super::seal_blob`] made), with the same
 /// checks as a blob file.
 pub fn open_blob(sealed: &[u8], key: &DataKey, aad: &Aad) -> Result<Vec<u8>> {
-    let body_len = sealed.len().saturating_sub(HEADER_LEN);
-    let chunks = body_len.div_ceil(SEALED_CHUNK_LEN);
-    let mut plaintext = Vec::with_capacity(body_len.saturating_sub(chunks * TAG_LEN));
-    let mut reader = BlobReader::from_reader(sealed, Path::new("(inline blob)"), key, aad)?;
+    let reader = BlobReader::from_reader(sealed, Path::new("(inline blob)"), key, aad)?;
+    read_whole(reader, sealed.len() as u64)
+}
+
+/// Every chunk of `reader`, whose sealed form is `sealed_len` bytes long (to size the output once).
+fn read_whole<R: Read>(mut reader: BlobReader<R>, sealed_len: u64) -> Result<Vec<u8>> {
+    let body_len = sealed_len.saturating_sub(HEADER_LEN as u64);
+    let chunks = body_len.div_ceil(SEALED_CHUNK_LEN as u64);
+    let expected = body_len.saturating_sub(chunks * TAG_LEN as u64);
+    let mut plaintext = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     while let Some(chunk) = reader.next_chunk()? {
         plaintext.extend_from_slice(chunk);
     }

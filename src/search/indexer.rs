@@ -25,9 +25,8 @@ const COMMIT_DOCS: usize = 20_000;
 const COMMIT_AFTER: Duration = Duration::from_secs(1);
 /// …or, while work keeps arriving (a bulk import), this long after the first uncommitted one. Each
 /// commit makes a segment, and segments are merged again and again as they add up: committing every
-/// second during an import of 50,000 messages made merging cost as much as indexing (issue #5). Ten
-/// seconds of a busy import make segments large enough that a 50,000-message import needs no merge
-/// at all, and larger first segments mean fewer merge levels later.
+/// second during an import of 50,000 messages made merging cost as much as indexing (issue #5). Larger
+/// first segments mean fewer segments to merge and fewer merge levels later.
 const BULK_COMMIT_AFTER: Duration = Duration::from_secs(10);
 /// Memory of the index writer.
 const WRITER_HEAP: usize = 64 * 1024 * 1024;

@@ -271,12 +271,10 @@ impl PendingRows {
             wrapped,
             now,
         ));
-        if let Some(row) = inline_blob_row(prepared) {
-            self.blobs.push(row);
-        }
         if let PreparedBlob::Inline(sealed) = &prepared.blob {
             self.blob_bytes += sealed.len();
         }
+        self.blobs.extend(inline_blob_row(prepared));
         self.attachments.extend(attachment_rows(prepared, now));
         self.addresses.extend(address_rows(prepared));
         let entry = self
