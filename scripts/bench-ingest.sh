@@ -11,7 +11,8 @@
 #    (b) `inboxd sync --once --json` ingesting the folder into a fresh data dir (release build), search
 #        indexing included (the index is committed and closed before the process exits);
 #    (c) unless BENCH_NO_INDEX=0: the same with `--no-index` into another fresh data dir, to price indexing.
-# 4. Prints msg/s, MB/s, peak RSS, CPU for each, the ratio (b)/(a) and PASS/FAIL against the targets
+# 4. Prints msg/s, MB/s, peak RSS, CPU for each (and the whole machine's busy CPU over the same time, from
+#    /proc/stat: what the process leaves to others is mostly Dovecot serving it), the ratio (b)/(a) and PASS/FAIL against the targets
 #    (ratio >= 0.60, inboxd peak RSS < 256 MB; with (c): indexing adds at most 20% to ingest time,
 #    i.e. wall (b) <= 1.2 x wall (c)); writes $BENCH_CACHE/results/<stamp>-N.json.
 # 5. Deletes the bench folder and inboxd's data dir (the corpus cache stays).
@@ -50,6 +51,8 @@ die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { "$PY" -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
 command -v /usr/bin/time >/dev/null || die "/usr/bin/time missing (apt-get install time)"
+# Busy CPU seconds of the whole machine so far (every process: the server's share shows up here).
+busy() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8+$9)/hz; exit}' /proc/stat; }
 
 # --- 1. corpus --------------------------------------------------------------------------------------------
 CORPUS="$CACHE/corpus-$N-s$SEED"
@@ -126,8 +129,10 @@ sync  # flush the written files now, not during a measurement
 # --- 3a. bare client --------------------------------------------------------------------------------------
 say "(a) bare imaplib client: UID FETCH BODY.PEEK[] in batches of $BATCH"
 t=$(now)
+b0=$(busy)
 /usr/bin/time -v -o "$RUN/a.time" "$PY" "$BENCH/imap_tool.py" fetch "$FOLDER" --batch "$BATCH" > "$RUN/a.json" || true
 since "$t" > "$RUN/a.wall"
+echo "$b0 $(busy)" > "$RUN/a.busy"
 
 # --- inboxd runs -----------------------------------------------------------------------------------------
 printf '%s' "$BENCH_IMAP_PASSWORD" > "$RUN/imap.password"
@@ -161,10 +166,13 @@ inboxd_run() {
   say "($side) inboxd sync --once $* ($INBOXD_BIN, log level ${BENCH_LOG_LEVEL:-warn}, log $RUN/$side.log)"
   sync  # the previous run's writes are flushed now, not during this measurement
   local t
+  local t b0
   t=$(now)
+  b0=$(busy)
   /usr/bin/time -v -o "$RUN/$side.time" "$INBOXD_BIN" --config "$RUN/inboxd-$side.toml" \
     --log-level "${BENCH_LOG_LEVEL:-warn}" sync --once --json "$@" > "$RUN/$side.json" 2> "$RUN/$side.log" || true
   since "$t" > "$RUN/$side.wall"
+  echo "$b0 $(busy)" > "$RUN/$side.busy"
 }
 
 # --- 3b. inboxd sync --once (indexing on) ------------------------------------------------------------------

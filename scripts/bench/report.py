@@ -6,7 +6,8 @@
 Reads DIR/a.time, DIR/b.time (GNU `/usr/bin/time -v` output), DIR/a.wall, DIR/b.wall (seconds, measured
 by the caller around the process), DIR/a.json (the bare client's own report) and DIR/b.json (the output of
 `inboxd sync --once --json`); and, when present, DIR/c.* of the run without search indexing
-(`--no-index`). Rates use the whole process's wall time, start to exit, for every side.
+(`--no-index`), and DIR/*.busy (the machine's busy CPU seconds before and after each run, from /proc/stat).
+Rates use the whole process's wall time, start to exit, for every side.
 MB = 10^6 bytes. Exit status 0 when every target is met, 3 when one is missed, 2 when a run is incomplete.
 """
 import argparse
@@ -52,6 +53,12 @@ def main():
             r["wall_s"] = float(f.read().strip())
         r["msg_s"] = a.count / r["wall_s"]
         r["mb_s"] = a.total_bytes / 1e6 / r["wall_s"]
+        try:
+            with open(os.path.join(d, side + ".busy")) as f:
+                before, after = (float(x) for x in f.read().split())
+            r["machine_cpu_s"] = after - before
+        except (OSError, ValueError):
+            r["machine_cpu_s"] = None
         sides[side] = r
     try:
         with open(os.path.join(d, "a.json")) as f:
@@ -76,14 +83,17 @@ def main():
     ok_rss = sides["b"]["rss_mb"] < TARGET_RSS_MB
     print()
     print("N = %d messages, %.1f MB (avg %.1f KB)" % (a.count, a.total_bytes / 1e6, a.total_bytes / a.count / 1e3))
-    print("%-34s %9s %10s %8s %10s %9s %7s" % ("run", "wall s", "msg/s", "MB/s", "peak RSS", "CPU s", "CPU%"))
+    print("%-34s %9s %10s %8s %10s %9s %7s %11s" % ("run", "wall s", "msg/s", "MB/s", "peak RSS", "CPU s", "CPU%",
+                                                   "machine CPU"))
     rows = [("a", "(a) bare imaplib, UID FETCH x%s" % bare_batch(d)), ("b", "(b) inboxd sync --once")]
     if "c" in sides:
         rows.append(("c", "(c) inboxd sync --once --no-index"))
     for side, name in rows:
         r = sides[side]
-        print("%-34s %9.2f %10.0f %8.1f %7.0f MB %9.1f %7s" % (name, r["wall_s"], r["msg_s"], r["mb_s"], r["rss_mb"],
-                                                           r["user_s"] + r["sys_s"], r["cpu_pct"]))
+        machine = r.get("machine_cpu_s")
+        machine_text = "%.1f s %3.0f%%" % (machine, 100 * machine / r["wall_s"]) if machine is not None else "?"
+        print("%-34s %9.2f %10.0f %8.1f %7.0f MB %9.1f %7s %11s" % (name, r["wall_s"], r["msg_s"], r["mb_s"], r["rss_mb"],
+                                                                r["user_s"] + r["sys_s"], r["cpu_pct"], machine_text))
     for side in inboxd_sides:
         if "stored" in sides[side]:
             b = sides[side]
