@@ -51,8 +51,9 @@ die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { "$PY" -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$(now)"; }
 command -v /usr/bin/time >/dev/null || die "/usr/bin/time missing (apt-get install time)"
-# Busy CPU seconds of the whole machine so far (every process: the server's share shows up here).
-busy() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8+$9)/hz; exit}' /proc/stat; }
+# Busy CPU seconds of the whole machine so far (user, nice, system, irq, softirq of every process, not the
+# hypervisor's steal): the server's share of a run shows up here.
+busy() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8)/hz; exit}' /proc/stat; }
 
 # --- 1. corpus --------------------------------------------------------------------------------------------
 CORPUS="$CACHE/corpus-$N-s$SEED"

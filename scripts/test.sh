@@ -54,6 +54,11 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+step "vendored POLYVAL and GHASH: their own tests (vendor/README.md)"
+for crate in polyval ghash; do
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/vendor" \
+    cargo test --locked --manifest-path "$ROOT/vendor/$crate/Cargo.toml"
+done
 if [ "${FUZZ:-1}" != 0 ]; then
   step "fuzzing (every target ${FUZZ_SECONDS:-60} s; FUZZ=0 skips)"
   bash "$ROOT/scripts/fuzz.sh"
