@@ -197,3 +197,161 @@ async fn one_batch_stores_what_one_message_per_batch_stores() {
         );
     }
 }
+
+/// Renames every message file of `maildir` to a fresh unique name, so that the next sync sees them as
+/// new files and only the content hashes can tell that they are already known.
+fn rename_all(maildir: &Path, round: usize) {
+    for sub in ["new", "cur"] {
+        let dir = maildir.join(sub);
+        for entry in std::fs::read_dir(&dir).expect("read maildir") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            std::fs::rename(&path, dir.join(format!("r{round}-{name}"))).expect("rename");
+        }
+    }
+}
+
+async fn sync(
+    opened: &app::Opened,
+    config: &inboxd::config::Config,
+    mailbox_id: uuid::Uuid,
+) -> SyncReport {
+    let mailbox = &config.mailboxes[0];
+    let inboxd::config::MailboxSource::Maildir { path } = &mailbox.source else {
+        panic!("maildir mailbox expected");
+    };
+    MaildirSync {
+        name: mailbox.name.clone(),
+        mailbox_id,
+        path: path.clone(),
+        ingest: config.ingest.clone(),
+        // A new ingestor each time: it reads the store's legacy flag afresh.
+        ingestor: Ingestor::new(opened.store.clone(), opened.master.clone()),
+    }
+    .sync_once(&CancellationToken::new())
+    .await
+    .expect("sync")
+}
+
+/// Content hashes are keyed BLAKE3 (`b3:`). A store from before them holds HMAC-SHA256 hashes in its
+/// messages and tombstones: the migration flags such a store, and while the flag is set a message stored
+/// or erased under its old hash is still recognised (no duplicate, no erased message brought back).
+/// Without the flag the old hashes would not be looked up: the control at the end shows that this is
+/// what the flag is for.
+#[tokio::test]
+async fn messages_stored_or_erased_under_legacy_content_hashes_are_still_recognised() {
+    use inboxd::store::entities::tombstone;
+    use inboxd::store::messages::holds_legacy_content_hashes;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in common::backends(dir.path()).await {
+        let data = dir.path().join(format!("legacy-{}", backend.name));
+        let maildir = data.join("Maildir");
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+        }
+        let stored_raw = common::message("kept@x", "invoice", "a@example.org", "stored before");
+        let erased_raw = common::message("gone@x", "refund", "b@example.org", "erased before");
+        let new_raw = common::message("new@x", "printer", "c@example.org", "stored now");
+        std::fs::write(maildir.join("new/1.kept.host"), &stored_raw).expect("write");
+        std::fs::write(maildir.join("new/2.new.host"), &new_raw).expect("write");
+        let url = if backend.name == "sqlite" {
+            format!("sqlite://{}", data.join("inboxd.db").display())
+        } else {
+            common::fresh_postgres()
+                .await
+                .expect("postgres reachable a moment ago")
+        };
+        let config = common::config(
+            &data,
+            &url,
+            &format!(
+                "[[mailbox]]\nname = \"local\"\nkind = \"maildir\"\npath = \"{}\"\n",
+                maildir.display()
+            ),
+        );
+        let opened = app::open(&config).await.expect("open");
+        let db = &opened.store.db;
+        let name = backend.name;
+        assert!(
+            !holds_legacy_content_hashes(db).await.expect("flag"),
+            "{name}: a new store has no legacy hashes"
+        );
+        let mailbox_id = mailboxes::upsert_from_config(db, &config.mailboxes[0])
+            .await
+            .expect("mailbox row");
+        let first = sync(&opened, &config, mailbox_id).await;
+        assert_eq!(first.stored, 2, "{name}");
+        let rows = message::Entity::find().all(db).await.expect("messages");
+        assert!(
+            rows.iter().all(|row| row.content_hash.starts_with("b3:")),
+            "{name}: new hashes are keyed BLAKE3"
+        );
+
+        // Make it a store from before: "kept" stored under its HMAC-SHA256 hash, "gone" erased under
+        // its (a content tombstone), and the store migrated from there.
+        let hasher = opened.master.lookup_hasher();
+        let kept_hash = hasher.content_hash(&stored_raw);
+        message::Entity::update_many()
+            .col_expr(
+                message::Column::ContentHash,
+                sea_orm::sea_query::Expr::value(hasher.legacy_content_hash(&stored_raw)),
+            )
+            .filter(message::Column::ContentHash.eq(kept_hash))
+            .exec(db)
+            .await
+            .expect("legacy hash");
+        tombstone::ActiveModel {
+            mailbox_id: Set(mailbox_id),
+            source_key: Set(format!(
+                "content:{}",
+                hasher.legacy_content_hash(&erased_raw)
+            )),
+            created_at: Set(inboxd::clock::now()),
+        }
+        .insert(db)
+        .await
+        .expect("legacy tombstone");
+        db.execute_unprepared("DROP TABLE store_flags")
+            .await
+            .expect("drop");
+        db.execute_unprepared(
+            "DELETE FROM seaql_migrations WHERE version = 'm20261128_000005_create_store_flags'",
+        )
+        .await
+        .expect("forget the migration");
+        assert_eq!(opened.store.migrate().await.expect("migrate"), 1, "{name}");
+        assert!(
+            holds_legacy_content_hashes(db).await.expect("flag"),
+            "{name}: the migration flags a store that already holds messages"
+        );
+
+        // The same mail again under new file names, plus the erased message: nothing is stored.
+        std::fs::write(maildir.join("new/3.gone.host"), &erased_raw).expect("write");
+        rename_all(&maildir, 1);
+        let again = sync(&opened, &config, mailbox_id).await;
+        assert_eq!(
+            (again.stored, again.duplicates),
+            (0, 3),
+            "{name}: kept (legacy hash), gone (legacy tombstone) and new (b3) are all recognised"
+        );
+
+        // Control: without the flag the legacy hashes are not looked up, and both come back.
+        db.execute_unprepared("DELETE FROM store_flags")
+            .await
+            .expect("clear flag");
+        rename_all(&maildir, 2);
+        let control = sync(&opened, &config, mailbox_id).await;
+        assert_eq!(
+            (control.stored, control.duplicates),
+            (2, 1),
+            "{name}: only the b3 hash is recognised without the flag"
+        );
+        opened.store.clone().close().await.expect("close");
+    }
+}

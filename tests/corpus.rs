@@ -64,8 +64,13 @@ fn every_fixture_message_goes_through_the_pipeline() {
             &hasher,
             blobs.path(),
             inboxd::clock::now(),
+            true,
         )
         .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+        assert!(
+            prepared.legacy_content_hash.is_some(),
+            "asked for: the legacy hash is computed"
+        );
         let back = prepared.open_raw(blobs.path()).expect("blob decrypts");
         assert_eq!(back, raw, "{}", file.display());
         slowest = slowest.max(started.elapsed());

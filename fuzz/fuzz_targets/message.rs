@@ -34,8 +34,13 @@ fuzz_target!(|data: &[u8]| {
         oversize_of: None,
     };
     let hasher = MASTER.lookup_hasher();
-    let prepared = prepare(message, &hasher, BLOBS.path(), chrono::Utc::now())
+    let prepared = prepare(message, &hasher, BLOBS.path(), chrono::Utc::now(), true)
         .expect("prepare never fails on content");
+    assert_eq!(
+        prepared.content_hash,
+        hasher.content_hash(data),
+        "the content hash is that of exactly the raw bytes"
+    );
     let back = prepared
         .open_raw(BLOBS.path())
         .expect("the blob just sealed decrypts");

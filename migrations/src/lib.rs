@@ -10,6 +10,7 @@ mod m20261128_000001_create_schema;
 mod m20261128_000002_purge_support;
 mod m20261128_000003_create_oauth_tokens;
 mod m20261128_000004_create_message_blobs;
+mod m20261128_000005_create_store_flags;
 
 /// Runs every migration of the product in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_purge_support::Migration),
             Box::new(m20261128_000003_create_oauth_tokens::Migration),
             Box::new(m20261128_000004_create_message_blobs::Migration),
+            Box::new(m20261128_000005_create_store_flags::Migration),
         ]
     }
 }

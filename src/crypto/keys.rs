@@ -272,16 +272,43 @@ impl Drop for SubKey {
     }
 }
 
+/// BLAKE3 key-derivation context of the content-hash key. DO NOT CHANGE: stored content hashes and
+/// tombstones depend on it.
+const CONTENT_HASH_CONTEXT: &str = "inboxd 2026-11-28 content hash of a raw message, v2";
+
+/// Prefix of content hashes made by [`KeyedHasher::content_hash`]; hashes without it are the older
+/// HMAC-SHA256 ones ([`KeyedHasher::legacy_content_hash`]).
+pub const CONTENT_HASH_PREFIX: &str = "b3:";
+
 /// HMAC-SHA256 under a subkey, for equality lookups without plaintext: the same value in the same
-/// domain always hashes the same, and nobody without the master key can test a guess.
+/// domain always hashes the same, and nobody without the master key can test a guess. Whole raw
+/// messages (megabytes each) are hashed with keyed BLAKE3 instead ([`KeyedHasher::content_hash`]).
 pub struct KeyedHasher {
     key: SubKey,
+    /// Key of [`KeyedHasher::content_hash`], derived from `key`.
+    content_key: SubKey,
 }
 
 impl KeyedHasher {
     /// A hasher keyed with `key` (normally from [`MasterKey::lookup_hasher`]).
     pub fn new(key: SubKey) -> Self {
-        Self { key }
+        let content_key = SubKey(blake3::derive_key(CONTENT_HASH_CONTEXT, key.as_bytes()));
+        Self { key, content_key }
+    }
+
+    /// The keyed hash that identifies a raw message within a mailbox (duplicates, tombstones): keyed
+    /// BLAKE3, `b3:` and 64 hex characters. Over whole messages with their attachments it costs a
+    /// fraction of HMAC-SHA256, which was the largest single item of ingest's CPU profile (issue #3).
+    pub fn content_hash(&self, raw: &[u8]) -> String {
+        let hash = blake3::keyed_hash(self.content_key.as_bytes(), raw);
+        format!("{CONTENT_HASH_PREFIX}{}", hash.to_hex())
+    }
+
+    /// The content hash as stores written before `b3:` hashes hold it (HMAC-SHA256 in the `content`
+    /// domain, 64 hex characters): computed as well while such a store may still hold one, so that a
+    /// message stored or erased under the old hash is still recognised.
+    pub fn legacy_content_hash(&self, raw: &[u8]) -> String {
+        self.hash("content", raw).to_hex()
     }
 
     /// Hashes `value` in `domain` (e.g. `"message-id"`, `"address"`, `"content"`), so equal values
@@ -392,6 +419,45 @@ mod tests {
         assert_ne!(hasher.hash("ab", b"c"), hasher.hash("a", b"bc"));
         assert_eq!(id.to_hex().len(), 64);
         assert_eq!(id.to_hex(), hex::encode(id.as_bytes()));
+    }
+
+    #[test]
+    fn content_hashes_are_keyed_blake3_and_differ_from_the_legacy_ones() {
+        let key = MasterKey::from_bytes([7; KEY_LEN]);
+        let hasher = key.lookup_hasher();
+        let raw = b"Message-ID: <a@b>\r\nSubject: hi\r\n\r\nbody\r\n";
+        let hash = hasher.content_hash(raw);
+        let hex_part = hash.strip_prefix(CONTENT_HASH_PREFIX).expect("b3: prefix");
+        assert_eq!(hex_part.len(), 64);
+        assert!(hex_part.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Stable for the same key and bytes; different for other bytes or another master key.
+        assert_eq!(hash, key.lookup_hasher().content_hash(raw));
+        assert_ne!(
+            hash,
+            hasher.content_hash(b"Message-ID: <a@b>\r\n\r\nbody\r\n")
+        );
+        assert_ne!(
+            hash,
+            MasterKey::from_bytes([8; KEY_LEN])
+                .lookup_hasher()
+                .content_hash(raw)
+        );
+        // Keyed BLAKE3 under a key derived from the lookup key, not the lookup key itself.
+        let lookup = key.derive_subkey(LABEL_LOOKUP);
+        let unkeyed = blake3::keyed_hash(lookup.as_bytes(), raw)
+            .to_hex()
+            .to_string();
+        assert_ne!(hex_part, unkeyed);
+        let derived = blake3::derive_key(CONTENT_HASH_CONTEXT, lookup.as_bytes());
+        assert_eq!(
+            hex_part,
+            blake3::keyed_hash(&derived, raw).to_hex().as_str()
+        );
+        // The legacy hash is the HMAC-SHA256 `content` lookup hash, as stored before.
+        let legacy = hasher.legacy_content_hash(raw);
+        assert_eq!(legacy, hasher.hash("content", raw).to_hex());
+        assert!(!legacy.starts_with(CONTENT_HASH_PREFIX));
+        assert_ne!(legacy, hex_part);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 pub use blob::{BlobInfo, BlobWriter, seal_blob};
 pub use blob_reader::{BlobReader, open_blob, read_blob};
 pub use keyfile::{LoadedKey, create_key_file, load_from_credentials, load_key_file};
-pub use keys::{DataKey, KeyedHasher, MasterKey, SubKey};
+pub use keys::{CONTENT_HASH_PREFIX, DataKey, KeyedHasher, MasterKey, SubKey};
 
 /// Result type of this module.
 pub type Result<T, E = CryptoError> = std::result::Result<T, E>;

@@ -154,7 +154,7 @@ pub async fn enqueue_reply(
     let recipients: Vec<String> = to.iter().chain(request.cc.iter()).cloned().collect();
     let message_id = reply.id;
     let tag = envelope_tag(&message_id);
-    ingestor.make_durable().await?;
+    // `prepare_batch` made the reply's blob file (if any) durable before returning it.
     let transaction = crate::store::begin_write(db).await?;
     match messages::store(&transaction, master, conversation.mailbox_id, &reply).await? {
         Stored::New { .. } => {}

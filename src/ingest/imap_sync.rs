@@ -312,9 +312,11 @@ impl ImapSync {
             }
             self.apply_after_fetch(client, &mut committed, false)
                 .await?;
+            let fetching = std::time::Instant::now();
             let messages = self
                 .fetch_chunk(client, folder, uid_validity, &chunk)
                 .await?;
+            let fetch_ms = fetching.elapsed().as_millis();
             let last_uid = chunk.iter().map(|(uid, _)| *uid).max().unwrap_or(0);
             let batch = Batch {
                 messages,
@@ -324,9 +326,17 @@ impl ImapSync {
                     last_uid,
                 },
             };
+            let handing = std::time::Instant::now();
             if batches.send(batch).await.is_err() {
                 break; // the committer failed; its error is reported by the caller
             }
+            // Stage timings (debug): a long hand-over wait means the fetcher waits for prepare.
+            debug!(
+                messages = chunk.len(),
+                fetch_ms,
+                handover_wait_ms = handing.elapsed().as_millis(),
+                "batch fetched"
+            );
             sent += 1;
         }
         drop(batches);
@@ -434,8 +444,13 @@ impl ImapSync {
         // Every batch that was fetched is committed, even during shutdown: the fetcher stops sending
         // new ones when cancelled, and what is in flight is finished rather than thrown away.
         let preparer = async move {
+            let mut idle = std::time::Instant::now();
             while let Some(batch) = batches.recv().await {
+                let fetch_wait_ms = idle.elapsed().as_millis();
+                let preparing = std::time::Instant::now();
                 let prepared = self.ingestor.prepare_batch(batch.messages).await?;
+                let prepare_ms = preparing.elapsed().as_millis();
+                let handing = std::time::Instant::now();
                 if prepared_tx
                     .send((prepared, batch.uids, batch.checkpoint))
                     .await
@@ -443,16 +458,34 @@ impl ImapSync {
                 {
                     break; // the committer failed; its error is reported
                 }
+                // Stage timings (debug): waits for the fetcher before, for the committer after.
+                debug!(
+                    fetch_wait_ms,
+                    prepare_ms,
+                    commit_wait_ms = handing.elapsed().as_millis(),
+                    "batch prepared"
+                );
+                idle = std::time::Instant::now();
             }
             Ok::<(), IngestError>(())
         };
         let committer = async {
             let mut report = SyncReport::default();
+            let mut idle = std::time::Instant::now();
             while let Some((prepared, uids, checkpoint)) = prepared_rx.recv().await {
+                let prepare_wait_ms = idle.elapsed().as_millis();
+                let committing = std::time::Instant::now();
                 let batch_report = self
                     .ingestor
                     .commit_batch(self.mailbox_id, prepared, Some((folder, checkpoint)))
                     .await?;
+                // Stage timings (debug): commit_ms includes handing the documents to the indexer.
+                debug!(
+                    prepare_wait_ms,
+                    commit_ms = committing.elapsed().as_millis(),
+                    "batch through"
+                );
+                idle = std::time::Instant::now();
                 report.add(&batch_report);
                 let _ = committed.send(uids);
             }

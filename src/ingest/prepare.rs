@@ -154,7 +154,11 @@ pub struct PreparedMessage {
     pub message_id_hash: Option<String>,
     /// Hashes of In-Reply-To and References ids.
     pub parent_hashes: Vec<String>,
+    /// Keyed BLAKE3 hash of the raw bytes (`b3:…`): identifies the message within its mailbox.
     pub content_hash: String,
+    /// The older HMAC-SHA256 content hash, computed only while the store may hold such hashes (see
+    /// `store::messages::holds_legacy_content_hashes`); looked up, never stored.
+    pub legacy_content_hash: Option<String>,
     /// Hash of the normalised subject, when it is not empty.
     pub subject_hash: Option<String>,
     /// The subject carried a reply or forward marker (only such mail may join by subject).
@@ -190,6 +194,11 @@ pub struct PreparedMessage {
 }
 
 impl PreparedMessage {
+    /// Every content hash this message may be stored or buried under: its own, and the legacy one.
+    pub fn content_hashes(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.content_hash.as_str()).chain(self.legacy_content_hash.as_deref())
+    }
+
     /// Decrypts the sealed raw bytes again (file under `blob_dir`, or inline): for checks that the
     /// stored copy is exactly what was fetched.
     pub fn open_raw(&self, blob_dir: &Path) -> Result<Vec<u8>, CryptoError> {
@@ -260,11 +269,13 @@ pub fn normalize_address(address: &str) -> String {
 }
 
 /// Parses, hashes, seals and writes one message. Pure CPU and file work: call from a blocking thread.
+/// `legacy_hashes`: also compute the older content hash (the store may hold such hashes).
 pub fn prepare(
     message: RawMessage,
     hasher: &KeyedHasher,
     blob_dir: &Path,
     received_at: DateTime<Utc>,
+    legacy_hashes: bool,
 ) -> Result<PreparedMessage, IngestError> {
     let id = Uuid::now_v7();
     let content_key = DataKey::generate();
@@ -272,7 +283,8 @@ pub fn prepare(
     let keys = parse::thread_keys(&parsed);
     let hash = |domain: &str, value: &str| hasher.hash(domain, value.as_bytes()).to_hex();
 
-    let content_hash = hasher.hash("content", &message.raw).to_hex();
+    let content_hash = hasher.content_hash(&message.raw);
+    let legacy_content_hash = legacy_hashes.then(|| hasher.legacy_content_hash(&message.raw));
     let message_id_hash = keys.message_id.as_deref().map(|id| hash("message-id", id));
     let parent_hashes = keys
         .parent_ids
@@ -436,6 +448,7 @@ pub fn prepare(
         message_id_hash,
         parent_hashes,
         content_hash,
+        legacy_content_hash,
         subject_hash,
         is_reply_subject,
         subject: parsed.subject.clone(),

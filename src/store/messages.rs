@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QuerySelect,
+    QueryFilter, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -33,16 +33,17 @@ pub enum Stored {
     Duplicate,
 }
 
-/// Whether the mailbox already holds a message with this content hash, or held one that was purged or
+/// Whether the mailbox already holds a message with one of these content hashes (the message's keyed
+/// BLAKE3 hash, and in a store from before those its HMAC-SHA256 one), or held one that was purged or
 /// erased (a tombstone): a message still at its source must not come back after its deletion.
 pub async fn is_duplicate(
     db: &impl ConnectionTrait,
     mailbox_id: Uuid,
-    content_hash: &str,
+    content_hashes: &[&str],
 ) -> Result<bool, StoreError> {
     let count = message::Entity::find()
         .filter(message::Column::MailboxId.eq(mailbox_id))
-        .filter(message::Column::ContentHash.eq(content_hash))
+        .filter(message::Column::ContentHash.is_in(content_hashes.iter().copied()))
         .count(db)
         .await?;
     if count > 0 {
@@ -50,10 +51,29 @@ pub async fn is_duplicate(
     }
     let buried = tombstone::Entity::find()
         .filter(tombstone::Column::MailboxId.eq(mailbox_id))
-        .filter(tombstone::Column::SourceKey.eq(format!("{TOMBSTONE_CONTENT}{content_hash}")))
+        .filter(
+            tombstone::Column::SourceKey.is_in(
+                content_hashes
+                    .iter()
+                    .map(|hash| format!("{TOMBSTONE_CONTENT}{hash}")),
+            ),
+        )
         .count(db)
         .await?;
     Ok(buried > 0)
+}
+
+/// Whether the store may hold content hashes of the older kind (HMAC-SHA256, no `b3:` prefix): set by
+/// the migration that introduced keyed BLAKE3 content hashes when the store already had messages or
+/// content tombstones. While it is, ingest computes and looks up both hashes of each message.
+pub async fn holds_legacy_content_hashes(db: &impl ConnectionTrait) -> Result<bool, StoreError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT value FROM store_flags WHERE name = 'legacy_content_hashes'",
+        ))
+        .await?;
+    Ok(row.is_some())
 }
 
 /// Tombstone key prefix of a content hash.
@@ -68,7 +88,13 @@ pub async fn store(
     mailbox_id: Uuid,
     prepared: &PreparedMessage,
 ) -> Result<Stored, StoreError> {
-    if is_duplicate(db, mailbox_id, &prepared.content_hash).await? {
+    if is_duplicate(
+        db,
+        mailbox_id,
+        &prepared.content_hashes().collect::<Vec<_>>(),
+    )
+    .await?
+    {
         return Ok(Stored::Duplicate);
     }
     // A delivery report about one of our messages joins that message's conversation and becomes
@@ -165,7 +191,11 @@ pub async fn store_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     for prepared in batch {
         // The content hash identifies a message within a mailbox (also across UIDVALIDITY changes).
-        if !seen.insert(prepared.content_hash.as_str()) {
+        let mut known = false;
+        for hash in prepared.content_hashes() {
+            known |= !seen.insert(hash);
+        }
+        if known {
             outcomes.push(Stored::Duplicate);
             continue;
         }
@@ -200,7 +230,7 @@ async fn stored_content_hashes<'a>(
     mailbox_id: Uuid,
     batch: &'a [PreparedMessage],
 ) -> Result<HashSet<&'a str>, StoreError> {
-    let mut wanted: Vec<&'a str> = batch.iter().map(|m| m.content_hash.as_str()).collect();
+    let mut wanted: Vec<&'a str> = batch.iter().flat_map(|m| m.content_hashes()).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let mut stored = HashSet::new();
@@ -293,7 +323,9 @@ impl PendingRows {
         db: &impl ConnectionTrait,
         threads: &mut threads::BatchThreads,
     ) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         threads.flush(db).await?;
+        let threads_at = started.elapsed();
         // 21 columns per message row, 6 per attachment, 3 per address.
         for chunk in self.messages.chunks(MAX_BIND_VALUES / 21) {
             message::Entity::insert_many(chunk.iter().cloned())
@@ -305,11 +337,13 @@ impl PendingRows {
         let per_statement = (self.blobs.len() * BLOB_STATEMENT_BYTES)
             .div_ceil(self.blob_bytes.max(1))
             .clamp(1, MAX_BIND_VALUES / 2);
+        let messages_at = started.elapsed();
         for chunk in self.blobs.chunks(per_statement) {
             message_blob::Entity::insert_many(chunk.iter().cloned())
                 .exec_without_returning(db)
                 .await?;
         }
+        let blobs_at = started.elapsed();
         for chunk in self.attachments.chunks(MAX_BIND_VALUES / 6) {
             attachment::Entity::insert_many(chunk.iter().cloned())
                 .exec_without_returning(db)
@@ -321,9 +355,18 @@ impl PendingRows {
                 .await?;
         }
         let activity: Vec<_> = std::mem::take(&mut self.activity).into_iter().collect();
+        let rows_at = started.elapsed();
         for chunk in activity.chunks(MAX_BIND_VALUES / 6) {
             record_activity(db, chunk).await?;
         }
+        tracing::debug!(
+            threads_ms = threads_at.as_millis(),
+            messages_ms = (messages_at - threads_at).as_millis(),
+            blobs_ms = (blobs_at - messages_at).as_millis(),
+            attachments_addresses_ms = (rows_at - blobs_at).as_millis(),
+            activity_ms = (started.elapsed() - rows_at).as_millis(),
+            "rows flushed"
+        );
         self.messages.clear();
         self.blobs.clear();
         self.blob_bytes = 0;

@@ -103,6 +103,16 @@ impl Store {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(30))
                     .pragma("secure_delete", "ON")
+                    // Ingest batches rewrite the same index pages (random keyed hashes) in every
+                    // transaction: checkpointing the WAL every 64 MiB instead of SQLite's default
+                    // 4 MiB copies each such page once per checkpoint rather than once per batch,
+                    // and takes the copying out of most commits (issue #3's stage timings).
+                    .pragma("wal_autocheckpoint", "16384")
+                    // A 16 MiB page cache (default 2 MiB) holds an ingest batch's dirty pages:
+                    // without it SQLite spilled them to the WAL mid-transaction and read them back
+                    // (160,000 preads and 410,000 pwrites for 10,000 messages; 49,000 and 256,000
+                    // with a 32 MiB cache).
+                    .pragma("cache_size", "-16384")
             });
         } else {
             // A server that is down (restarting) fails a pass within seconds, with the reason logged and
