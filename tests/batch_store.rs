@@ -88,20 +88,10 @@ async fn ingest(data: &Path, url: &str, batch_size: usize) -> (Shape, SyncReport
         ),
     );
     let opened = app::open(&config).await.expect("open");
-    let mailbox = &config.mailboxes[0];
-    let mailbox_id = mailboxes::upsert_from_config(&opened.store.db, mailbox)
+    let mailbox_id = mailboxes::upsert_from_config(&opened.store.db, &config.mailboxes[0])
         .await
         .expect("mailbox row");
-    let report = MaildirSync {
-        name: mailbox.name.clone(),
-        mailbox_id,
-        path: maildir.clone(),
-        ingest: config.ingest.clone(),
-        ingestor: Ingestor::new(opened.store.clone(), opened.master.clone()),
-    }
-    .sync_once(&CancellationToken::new())
-    .await
-    .expect("sync");
+    let report = sync(&opened, &config, mailbox_id).await;
     let db = &opened.store.db;
     let names_of = |text: &str| -> String {
         let first = text.lines().next().unwrap_or_default().to_string();
@@ -215,6 +205,7 @@ fn rename_all(maildir: &Path, round: usize) {
     }
 }
 
+/// One pass of the Maildir mailbox of `config` into `opened`.
 async fn sync(
     opened: &app::Opened,
     config: &inboxd::config::Config,
@@ -229,7 +220,7 @@ async fn sync(
         mailbox_id,
         path: path.clone(),
         ingest: config.ingest.clone(),
-        // A new ingestor each time: it reads the store's legacy flag afresh.
+        // A new ingestor each time (it reads the store's legacy content-hash flag afresh).
         ingestor: Ingestor::new(opened.store.clone(), opened.master.clone()),
     }
     .sync_once(&CancellationToken::new())
